@@ -1,0 +1,187 @@
+"""Text to intent with Home Assistant's hassil sentence templates.
+
+The same template file drives typed input, the recognizers' grammars and the
+``recognize`` command, so what the coach can hear and what it can understand never
+drift apart. Any file in hassil's YAML format can be loaded (``--intents FILE``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hassil import Intents, parse_sentence, recognize_all
+from hassil.expression import ListReference, RuleReference, Sentence
+from hassil.intents import TextSlotList
+
+from .datafile import DataFileError, LineDict, load_yaml, line_of
+
+log = logging.getLogger(__name__)
+
+PUBLIC_INTENTS = (
+    "cramp_start", "yes", "no", "unsure", "skip", "stop", "pause", "resume", "repeat",
+    "next", "back", "help", "time_left", "better", "worse", "start_over", "diary_summary",
+)
+
+_WORD = re.compile(r"[a-z0-9']+")
+
+
+@dataclass(frozen=True)
+class IntentMatch:
+    """What a sentence meant."""
+
+    intent: str
+    """Intent name, e.g. ``cramp_start``."""
+    slots: dict[str, str] = field(default_factory=dict)
+    """Slot values by name, e.g. ``{"side": "left"}``."""
+    text: str = ""
+    """The text that was matched."""
+
+
+def normalize(text: str) -> str:
+    """Lower-case words only: how recognizers and typed input are compared."""
+    return " ".join(_WORD.findall(text.lower().replace("’", "'")))
+
+
+class IntentSet:
+    """A loaded, validated template file."""
+
+    def __init__(self, intents: Intents, path: Path) -> None:
+        self.intents = intents
+        self.path = path
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.intents.intents)
+
+    @classmethod
+    def load(cls, path: Path) -> IntentSet:
+        """Load and check a template file; errors name the file and line."""
+        raw = load_yaml(path)
+        _validate(raw, path)
+        try:
+            intents = Intents.from_dict(raw)
+        except Exception as exc:  # hassil raises assorted errors on bad input
+            raise DataFileError(path, None, f"invalid intent file: {exc}") from None
+        return cls(intents, path)
+
+    def check_names(self, names: Iterable[str]) -> list[str]:
+        """Return ``names`` as a list, or raise ``ValueError`` naming unknown ones."""
+        names = list(names)
+        unknown = [n for n in names if n not in self.intents.intents]
+        if unknown:
+            raise ValueError(
+                f"unknown intent(s) {', '.join(unknown)} in {self.path}; "
+                f"known: {', '.join(self.names)}"
+            )
+        return names
+
+    def subset(self, only: Sequence[str] | None) -> Intents:
+        """The templates narrowed to ``only`` (in that order), as a dialog state does."""
+        if only is None:
+            return self.intents
+        keep = self.check_names(only)
+        return Intents(
+            language=self.intents.language,
+            intents={n: self.intents.intents[n] for n in keep},
+            slot_lists=self.intents.slot_lists,
+            expansion_rules=self.intents.expansion_rules,
+            skip_words=self.intents.skip_words,
+            settings=self.intents.settings,
+        )
+
+    def match(self, text: str, only: Sequence[str] | None = None) -> IntentMatch | None:
+        """The intent the whole of ``text`` matches, or None.
+
+        When several intents match (bare "help" is both a cramp report and a request
+        for help), the one listed first in ``only`` wins, so the dialog state decides.
+        """
+        clean = normalize(text)
+        if not clean:
+            return None
+        order = {name: i for i, name in enumerate(only or self.names)}
+        best: tuple[tuple[int, int], IntentMatch] | None = None
+        for result in recognize_all(clean, self.subset(only)):
+            if result.unmatched_entities:
+                continue
+            slots = {
+                name: str(entity.value)
+                for name, entity in result.entities.items()
+            }
+            rank = (order.get(result.intent.name, len(order)), -len(slots))
+            if best is None or rank < best[0]:
+                best = (rank, IntentMatch(result.intent.name, slots, clean))
+        return best[1] if best else None
+
+    def slot_values(self, list_name: str) -> list[str]:
+        """The distinct output values of a text slot list."""
+        slot_list = self.intents.slot_lists.get(list_name)
+        if not isinstance(slot_list, TextSlotList):
+            return []
+        return list(dict.fromkeys(str(v.value_out) for v in slot_list.values))
+
+    def sentences(self, name: str) -> list[Sentence]:
+        """Parsed templates of one intent (for grammar compilers)."""
+        return [s for data in self.intents.intents[name].data for s in data.sentences]
+
+
+def _validate(raw: object, path: Path) -> None:
+    """Structural checks hassil itself does not report with a line number."""
+    if not isinstance(raw, LineDict):
+        raise DataFileError(path, 1, "expected a mapping with 'language' and 'intents'")
+    if "language" not in raw:
+        raise DataFileError(path, raw.line, "missing 'language:' (e.g. language: en)")
+    intents = raw.get("intents")
+    if not isinstance(intents, LineDict) or not intents:
+        raise DataFileError(path, line_of(raw, "intents"), "'intents:' must map intent names to data")
+    lists = raw.get("lists") or {}
+    rules = raw.get("expansion_rules") or {}
+    if not isinstance(lists, dict):
+        raise DataFileError(path, line_of(raw, "lists"), "'lists:' must be a mapping")
+    for name, body in rules.items():
+        _check_template(str(body), path, line_of(rules, name), lists, rules)
+    for name, intent in intents.items():
+        if not isinstance(name, str):
+            raise DataFileError(
+                path, line_of(intents, name),
+                f"intent name {name!r} is not text (quote yes/no/on/off: \"yes\":)",
+            )
+        data = intent.get("data") if isinstance(intent, dict) else None
+        if not isinstance(data, list) or not data:
+            raise DataFileError(path, line_of(intents, name), f"intent {name!r} needs a 'data:' list")
+        for block in data:
+            sentences = block.get("sentences") if isinstance(block, dict) else None
+            if not isinstance(sentences, list) or not sentences:
+                raise DataFileError(
+                    path, line_of(block) or line_of(intents, name),
+                    f"intent {name!r}: each data block needs a non-empty 'sentences:' list",
+                )
+            for i, sentence in enumerate(sentences):
+                if not isinstance(sentence, str):
+                    raise DataFileError(path, line_of(sentences, i), f"intent {name!r}: sentence must be text")
+                _check_template(sentence, path, line_of(sentences, i), lists, rules, name)
+
+
+def _check_template(
+    text: str, path: Path, line: int | None, lists: dict, rules: dict, intent: str | None = None
+) -> None:
+    where = f"intent {intent!r}: " if intent else ""
+    try:
+        parsed = parse_sentence(text, keep_text=True)
+    except Exception as exc:
+        raise DataFileError(path, line, f"{where}cannot parse template {text!r}: {exc}") from None
+    for ref in _references(parsed.expression):
+        if isinstance(ref, ListReference) and ref.list_name not in lists:
+            raise DataFileError(path, line, f"{where}unknown list {{{ref.list_name}}} in {text!r}")
+        if isinstance(ref, RuleReference) and ref.rule_name not in rules:
+            raise DataFileError(path, line, f"{where}unknown rule <{ref.rule_name}> in {text!r}")
+
+
+def _references(expr: object) -> Iterable[object]:
+    if isinstance(expr, (ListReference, RuleReference)):
+        yield expr
+    for item in getattr(expr, "items", ()):
+        yield from _references(item)
