@@ -13,6 +13,7 @@ import logging
 import sys
 
 from . import __version__
+from .errors import UserFacingError
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -77,10 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     except UserFacingError as exc:
         print(f"cramp-coach: {exc}", file=sys.stderr)
         return 2
-
-
-class UserFacingError(Exception):
-    """An error whose message already tells the user what to do; printed without traceback."""
 
 
 if __name__ == "__main__":

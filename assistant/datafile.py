@@ -12,8 +12,10 @@ from typing import Any
 
 import yaml
 
+from .errors import UserFacingError
 
-class DataFileError(ValueError):
+
+class DataFileError(UserFacingError, ValueError):
     """A data file is unreadable or invalid; the message names the file and line."""
 
     def __init__(self, path: Path | str, line: int | None, problem: str) -> None:

@@ -17,7 +17,7 @@ from hassil import Intents, parse_sentence, recognize_all
 from hassil.expression import ListReference, RuleReference, Sentence
 from hassil.intents import TextSlotList
 
-from .datafile import DataFileError, LineDict, load_yaml, line_of
+from .datafile import DataFileError, LineDict, line_of, load_yaml
 
 log = logging.getLogger(__name__)
 
