@@ -1,0 +1,106 @@
+"""The events that flow through the coach: audio → recognizer → intent → dialog → speech.
+
+Events go *into* the dialog core (:class:`Heard`, :class:`Silence`, :class:`Tick`);
+actions come *out* of it (:class:`Say`, :class:`StopSpeaking`, :class:`Listen`,
+:class:`StateChanged`, :class:`Record`, :class:`EndSession`). Runners (keyboard, live
+audio, simulation) only translate these to and from devices, so every conversation
+rule lives in one pure, testable place. Each event converts to a JSON-able dict for
+the event log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# ---------------------------------------------------------------- events in
+
+
+@dataclass(frozen=True)
+class Heard:
+    """The user said something; ``intent`` is None when it was not understood."""
+
+    intent: str | None
+    """Matched intent name, or None for speech that matched nothing."""
+    slots: dict[str, str] = field(default_factory=dict)
+    """Slot values, e.g. ``{"side": "left", "location": "toes"}``."""
+    text: str = ""
+    """What the recognizer heard (for logs and the diary)."""
+    confidence: float = 1.0
+    """Recognizer confidence in 0..1."""
+
+
+@dataclass(frozen=True)
+class Silence:
+    """Nothing was said for the ``silence_timeout`` of the last :class:`Listen`."""
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time has passed: fire due countdown cues and deadlines (the core reads its clock)."""
+
+
+# ---------------------------------------------------------------- actions out
+
+
+@dataclass(frozen=True)
+class Say:
+    """Speak a line. ``kind`` is ``"line"`` for prompts, ``"cue"`` for countdown cues."""
+
+    text: str
+    key: str
+    """Which prompt it came from (e.g. ``routine.toe_pull.instruction``): for tests and logs."""
+    kind: str = "line"
+
+
+@dataclass(frozen=True)
+class StopSpeaking:
+    """Cut whatever is being spoken now (barge-in: stop, pause)."""
+
+
+@dataclass(frozen=True)
+class Listen:
+    """The listening context: which intents make sense now.
+
+    Recognizers narrow their grammar to ``intents``. When ``silence_timeout`` is set the
+    runner sends :class:`Silence` if nothing is heard that long after the coach stops
+    speaking; None means just keep listening (idle, or a hold in progress).
+    """
+
+    context: str
+    intents: tuple[str, ...]
+    silence_timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class StateChanged:
+    state: str
+
+
+@dataclass(frozen=True)
+class Record:
+    """Something for the diary. Kinds: ``episode_start`` {side, location},
+    ``routine`` {name}, ``outcome`` {result: better|worse|gave_up|stopped},
+    ``answer`` {cause, answer, slots}, ``episode_end`` {duration_s}."""
+
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EndSession:
+    """The keyboard runner may exit; live runners go back to idle listening."""
+
+
+Event = Heard | Silence | Tick
+Action = Say | StopSpeaking | Listen | StateChanged | Record | EndSession
+
+
+def to_dict(item: Event | Action) -> dict[str, Any]:
+    """``{"type": "say", ...fields}`` for the JSON Lines event log."""
+    names = {Say: "say", Heard: "heard", StateChanged: "state", Listen: "listen",
+             Record: "record", StopSpeaking: "stop_speaking", Silence: "silence",
+             Tick: "tick", EndSession: "end"}
+    out: dict[str, Any] = {"type": names[type(item)]}
+    out.update(asdict(item))
+    return out
