@@ -51,6 +51,8 @@ class Say:
     key: str
     """Which prompt it came from (e.g. ``routine.toe_pull.instruction``): for tests and logs."""
     kind: str = "line"
+    deadline: float | None = None
+    """Clock time after which a queued cue is stale and should be dropped, not said late."""
 
 
 @dataclass(frozen=True)
