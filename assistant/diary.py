@@ -250,8 +250,12 @@ class Diary:
         with _transaction(conn):
             if action.kind == "episode_start":
                 episode = self._open_episode(when, data.get("side"), data.get("location"))
+            elif self._current is not None:
+                episode = self._current
             else:
-                episode = self._current or self._attach_target(when)
+                episode, opened = self._attach_target(when)
+                if opened:  # records without a start: treat this as the open episode
+                    self._current = episode
             conn.execute(
                 "INSERT INTO records(episode_id, at, kind, data) VALUES (?, ?, ?, ?)",
                 (episode, when, action.kind, json.dumps(data, sort_keys=True)),
@@ -263,7 +267,10 @@ class Diary:
                     "UPDATE episodes SET ended_at = ?, duration_s = ? WHERE id = ?",
                     (when, float(duration) if isinstance(duration, int | float) else None, episode),
                 )
-        self._current = None if action.kind == "episode_end" else episode
+        if action.kind == "episode_start":
+            self._current = episode
+        elif action.kind == "episode_end":
+            self._current = None
         return episode
 
     def _open_episode(self, when: str, side: Any, location: Any) -> int:
@@ -274,13 +281,14 @@ class Diary:
         assert cur.lastrowid is not None
         return cur.lastrowid
 
-    def _attach_target(self, when: str) -> int:
+    def _attach_target(self, when: str) -> tuple[int, bool]:
+        """(episode id, whether it was just opened) for a record with no episode open."""
         row = self.conn.execute(
             "SELECT id, last_at FROM episodes ORDER BY started_at DESC, id DESC LIMIT 1"
         ).fetchone()
         if row and from_utc_text(when) - from_utc_text(row[1]) <= ATTACH_WINDOW:
-            return int(row[0])
-        return self._open_episode(when, None, None)
+            return int(row[0]), False
+        return self._open_episode(when, None, None), True
 
     # ------------------------------------------------------------------ DiaryView
 
