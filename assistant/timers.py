@@ -100,7 +100,7 @@ class Hold(Generic[T]):
 
     def resume(self, now: float) -> None:
         if self._paused_at is not None:
-            self._paused_total += max(0.0, now - max(self._paused_at, self.started_at))
+            self._paused_total += max(0.0, now - self._paused_at)
             self._paused_at = None
 
     def next_due(self) -> float | None:
