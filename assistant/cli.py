@@ -36,6 +36,8 @@ def _add_live_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", help="speaker device name or index")
     parser.add_argument("--log-events", metavar="FILE", help="write a JSON Lines event log")
     parser.add_argument("--seed", type=int, help="seed for choosing phrasings (reproducible runs)")
+    parser.add_argument("--time-scale", type=float, metavar="X",
+                        help="run the coach's clock X times faster (text mode: scripted runs, demos)")
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:

@@ -125,3 +125,18 @@ class Hold(Generic[T]):
                 continue
             kept.append(entry)
         return [(e, self.due_at(e)) for e in kept]
+
+
+@dataclass
+class ScaledClock:
+    """Monotonic time running ``scale`` times faster: demos and scripted text sessions."""
+
+    scale: float = 1.0
+    _origin: float = field(default_factory=time.monotonic)
+
+    def now(self) -> float:
+        return (time.monotonic() - self._origin) * self.scale
+
+    def real_seconds(self, virtual: float) -> float:
+        """How long to really wait for ``virtual`` seconds to pass."""
+        return max(0.0, virtual) / self.scale

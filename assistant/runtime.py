@@ -1,0 +1,92 @@
+"""Wiring shared by every runner (keyboard, live audio, simulation).
+
+Builds the coach from the configuration, keeps the diary writing each record as it
+happens (a failing diary is logged, never allowed to interrupt relief), and writes the
+JSON Lines event log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from .config import Config
+from .dialog import Coach, Settings
+from .events import Action, Event, Record, to_dict
+from .prompts import Content, load_content
+from .timers import Clock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Session:
+    """A ready coach with its content, configuration and (optional) diary."""
+
+    config: Config
+    content: Content
+    coach: Coach
+    diary: Any | None
+
+    def keep_records(self, actions: Iterable[Action]) -> None:
+        """Write the diary records among ``actions`` right away (durability over speed)."""
+        if self.diary is None:
+            return
+        for action in actions:
+            if isinstance(action, Record):
+                try:
+                    self.diary.record(action)
+                except Exception:  # the diary must never stop the coaching
+                    log.exception("could not write to the diary at %s", self.config.diary_path)
+
+    def close(self) -> None:
+        if self.diary is not None:
+            self.diary.close()
+
+
+def open_session(config: Config, clock: Clock, *, seed: int | None = None, use_diary: bool = True) -> Session:
+    """Load and validate prompts, open the diary, build the coach."""
+    content = load_content(config.prompts_dir)
+    diary = _open_diary(config) if use_diary else None
+    settings = Settings(silence_timeout=config.silence_timeout, speech_rate_wpm=float(config.rate),
+                        hold_seconds=config.hold_seconds)
+    coach = Coach(content, clock, rng=random.Random(seed), diary=diary, settings=settings)
+    return Session(config, content, coach, diary)
+
+
+def _open_diary(config: Config) -> Any | None:
+    try:
+        from .diary import Diary
+
+        return Diary(config.diary_path)
+    except Exception as exc:
+        log.warning("diary unavailable (%s); continuing without it", exc)
+        return None
+
+
+class EventLog:
+    """JSON Lines: ``{"t": seconds since start, "type": ..., ...}``, flushed per line."""
+
+    def __init__(self, target: Path | IO[str] | None, clock: Clock) -> None:
+        self.clock = clock
+        self.t0 = clock.now()
+        self._own = isinstance(target, Path)
+        self._fh: IO[str] | None = target.open("w", encoding="utf-8") if isinstance(target, Path) else target
+
+    def write(self, item: Event | Action | dict[str, Any], t: float | None = None) -> None:
+        if self._fh is None:
+            return
+        row = item if isinstance(item, dict) else to_dict(item)
+        stamp = (self.clock.now() if t is None else t) - self.t0
+        self._fh.write(json.dumps({"t": round(stamp, 3), **row}) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None and self._own:
+            self._fh.close()
+        self._fh = None
