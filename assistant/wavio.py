@@ -1,0 +1,81 @@
+"""WAV files in and out, in the one format the recognizers take: int16 mono 16 kHz.
+
+Recordings come from phones, other tools and TTS at any common rate, width and
+channel count; ``soxr`` resamples them with a proper anti-aliasing filter (cheap on a
+Pi) so the recognizer sees what a microphone at 16 kHz would have given it.
+"""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserFacingError
+
+TARGET_RATE = 16000
+
+
+def to_int16_mono(samples: np.ndarray, rate: int, target_rate: int = TARGET_RATE) -> np.ndarray:
+    """Float or int samples (frames × channels, or 1-D) → int16 mono at ``target_rate``."""
+    data = np.asarray(samples)
+    if data.dtype.kind in "iu":
+        info = np.iinfo(data.dtype)
+        scale = float(max(abs(info.min), info.max))
+        offset = (info.max + info.min + 1) / 2 if data.dtype.kind == "u" else 0.0
+        data = (data.astype(np.float64) - offset) / scale
+    data = data.astype(np.float32)
+    if data.ndim == 2:
+        data = data.mean(axis=1)
+    if rate != target_rate and data.size:
+        import soxr
+
+        data = soxr.resample(data, rate, target_rate)
+    return np.clip(np.rint(data * 32767.0), -32768, 32767).astype(np.int16)
+
+
+def read_wav(path: Path | str, target_rate: int = TARGET_RATE) -> np.ndarray:
+    """Read a PCM WAV file as int16 mono at ``target_rate``.
+
+    Raises :class:`UserFacingError` naming the file when it is not a readable PCM WAV.
+    """
+    path = Path(path)
+    try:
+        with wave.open(str(path), "rb") as wav:
+            channels = wav.getnchannels()
+            width = wav.getsampwidth()
+            rate = wav.getframerate()
+            raw = wav.readframes(wav.getnframes())
+    except FileNotFoundError:
+        raise UserFacingError(f"{path}: file not found") from None
+    except (wave.Error, EOFError, OSError) as exc:
+        raise UserFacingError(
+            f"{path}: not a readable WAV file ({exc}). Give a PCM WAV recording, e.g. convert with "
+            f"`sox INPUT -r 16000 -c 1 -b 16 {path.stem}-16k.wav`"
+        ) from None
+    if channels < 1 or rate < 1000:
+        raise UserFacingError(f"{path}: WAV header is damaged ({channels} channels at {rate} Hz)")
+    if width == 1:
+        data = np.frombuffer(raw, dtype=np.uint8)
+    elif width == 2:
+        data = np.frombuffer(raw, dtype="<i2")
+    elif width == 3:
+        b = np.frombuffer(raw[: len(raw) // 3 * 3], dtype=np.uint8).reshape(-1, 3)
+        data = (b[:, 0].astype(np.int32) | (b[:, 1].astype(np.int32) << 8) | (b[:, 2].astype(np.int32) << 16))
+        data = np.where(data >= 1 << 23, data - (1 << 24), data).astype(np.int32) << 8
+    elif width == 4:
+        data = np.frombuffer(raw, dtype="<i4")
+    else:
+        raise UserFacingError(f"{path}: unsupported WAV sample width of {width} bytes; use 16-bit PCM")
+    data = data[: len(data) // channels * channels].reshape(-1, channels)
+    return to_int16_mono(data, rate, target_rate)
+
+
+def write_wav(path: Path | str, samples: np.ndarray, rate: int = TARGET_RATE) -> None:
+    """Write int16 mono samples as a WAV file."""
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(np.asarray(samples, dtype="<i2").tobytes())
