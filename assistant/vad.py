@@ -1,0 +1,165 @@
+"""Endpointing: where an utterance starts and ends in a stream of microphone audio.
+
+An energy detector with an adaptive noise floor: a fan, a kettle or a running tap raise
+the floor, speech stands above it. It needs no model and costs almost nothing on a Pi,
+and the recognizer (with its small per-state grammar) decides what the sound meant.
+A pre-roll keeps the onset of the first word (the recognizer needs "my" of "my foot");
+the end comes after ``hangover`` seconds below the threshold, which is most of the delay
+between the end of the user's sentence and the coach's reply.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+FRAME_SECONDS = 0.02
+
+
+@dataclass(frozen=True)
+class VadSettings:
+    """Tuning; defaults suit a kitchen with a USB microphone."""
+
+    start_db: float = 9.0
+    """Speech starts this far above the noise floor (plus ``dev_factor`` × its wobble)..."""
+    dev_factor: float = 1.5
+    """Fluttering noise (a running tap) raises the start threshold by this × its mean deviation."""
+    start_frames: int = 3
+    """...for this many consecutive frames (60 ms)."""
+    stop_db: float = 6.0
+    """Speech continues while above floor + this."""
+    hangover: float = 0.4
+    """Seconds below ``stop_db`` that end the utterance."""
+    preroll: float = 0.3
+    """Seconds of audio before the detected start handed to the recognizer."""
+    max_utterance: float = 8.0
+    """Force an end after this long (a tap running next to the mic is not a sentence)."""
+    min_floor_db: float = -70.0
+    """The floor never drops below this (digital silence would make any click 'speech')."""
+    floor_rise: float = 0.02
+    """How fast the floor follows louder background, per frame (slow: speech is not noise)."""
+    floor_fall: float = 0.2
+    """How fast the floor follows quieter background, per frame."""
+
+
+@dataclass
+class Segment:
+    """Output of :meth:`Endpointer.process`: what happened in that block."""
+
+    started: bool = False
+    """An utterance began in this block."""
+    audio: list[np.ndarray] = field(default_factory=list)
+    """Utterance audio to pass on (pre-roll included when ``started``)."""
+    start_time: float | None = None
+    """Stream time (seconds) of the first voiced frame, when ``started``."""
+    ended: bool = False
+    """The utterance ended in this block."""
+    end_time: float | None = None
+    """Stream time (seconds) of the last voiced frame, when ``ended``."""
+
+
+def level_db(frame: np.ndarray) -> float:
+    """RMS level in dB relative to int16 full scale."""
+    if len(frame) == 0:
+        return -120.0
+    rms = math.sqrt(float(np.mean(np.square(frame.astype(np.float64)))))
+    return 20.0 * math.log10(max(rms, 1e-3) / 32768.0)
+
+
+class Endpointer:
+    """Frames a 16 kHz int16 stream into utterances."""
+
+    def __init__(self, rate: int = 16000, settings: VadSettings = VadSettings()) -> None:
+        self.rate = rate
+        self.s = settings
+        self.frame_len = int(rate * FRAME_SECONDS)
+        self._pending = np.zeros(0, np.int16)
+        self._preroll: collections.deque[np.ndarray] = collections.deque(
+            maxlen=max(1, round(settings.preroll / FRAME_SECONDS)))
+        self._onset: list[np.ndarray] = []
+        self.floor_db: float | None = None
+        self.dev_db = 0.0
+        """Mean absolute deviation of the background level (dB)."""
+        self.in_speech = False
+        self._quiet_frames = 0
+        self._speech_frames = 0
+        self._frames_seen = 0
+        self._last_voiced = 0.0
+
+    @property
+    def stream_time(self) -> float:
+        """Seconds of audio processed so far."""
+        return self._frames_seen * FRAME_SECONDS
+
+    def reset(self) -> None:
+        """Drop any utterance in progress (the noise floor is kept)."""
+        self.in_speech = False
+        self._onset.clear()
+        self._preroll.clear()
+        self._quiet_frames = 0
+        self._speech_frames = 0
+
+    def process(self, samples: np.ndarray) -> Segment:
+        """Feed audio; returns what started/continued/ended in it."""
+        out = Segment()
+        data = np.concatenate([self._pending, samples]) if len(self._pending) else samples
+        n = len(data) // self.frame_len
+        self._pending = data[n * self.frame_len:].copy()
+        for i in range(n):
+            frame = data[i * self.frame_len:(i + 1) * self.frame_len]
+            self._frame(frame, out)
+        return out
+
+    def _frame(self, frame: np.ndarray, out: Segment) -> None:
+        self._frames_seen += 1
+        db = level_db(frame)
+        if self.floor_db is None:
+            self.floor_db = max(db, self.s.min_floor_db)
+        floor = self.floor_db
+        wobble = self.s.dev_factor * self.dev_db
+        if not self.in_speech:
+            if db > floor + self.s.start_db + wobble:
+                self._onset.append(frame)
+                if len(self._onset) >= self.s.start_frames:
+                    self.in_speech = True
+                    self._speech_frames = len(self._onset)
+                    self._quiet_frames = 0
+                    self._last_voiced = self.stream_time
+                    out.started = True
+                    out.start_time = self.stream_time - len(self._onset) * FRAME_SECONDS
+                    out.audio.extend(self._preroll)
+                    out.audio.extend(self._onset)
+                    self._preroll.clear()
+                    self._onset.clear()
+                return
+            # not speech: the floor follows the background
+            for f in self._onset:
+                self._preroll.append(f)
+            self._onset.clear()
+            self._preroll.append(frame)
+            if db < floor + self.s.start_db:  # clearly background: learn from it
+                rate = self.s.floor_rise if db > floor else self.s.floor_fall
+                self.floor_db = max(self.s.min_floor_db, floor + rate * (db - floor))
+                self.dev_db += 0.05 * (abs(db - floor) - self.dev_db)
+            else:  # loud but not (yet) speech: creep up slowly so a new steady noise is learnt
+                self.floor_db = floor + 0.2 * self.s.floor_rise * (db - floor)
+            return
+        out.audio.append(frame)
+        self._speech_frames += 1
+        if db > floor + self.s.stop_db + wobble:
+            self._quiet_frames = 0
+            self._last_voiced = self.stream_time
+        else:
+            self._quiet_frames += 1
+        too_long = self._speech_frames * FRAME_SECONDS >= self.s.max_utterance
+        if self._quiet_frames * FRAME_SECONDS >= self.s.hangover or too_long:
+            self.in_speech = False
+            out.ended = True
+            out.end_time = self._last_voiced
+            self._quiet_frames = 0
+            self._speech_frames = 0
+            if too_long:  # a long loud stretch is probably noise: let the floor catch up
+                self.floor_db = floor + 0.5 * (db - floor)

@@ -1,0 +1,91 @@
+"""Speech out: real pyttsx3 rendering, real playback through PulseAudio, cut-off on stop()."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from assistant.speak import CachedRenderer, DeviceSpeaker, EspeakRenderer, VoiceSettings, resample
+
+LINE = "Sit down, and gently pull your toes back toward your shin. Keep the knee straight."
+
+
+@pytest.fixture(scope="module")
+def renderer() -> CachedRenderer:
+    return CachedRenderer(EspeakRenderer(VoiceSettings(rate=165)), max_items=2)
+
+
+def test_renders_speech_repeatedly_and_caches(renderer: CachedRenderer) -> None:
+    first = renderer.render(LINE)
+    assert first.rate == 22050 and 3.0 < first.duration < 10.0
+    assert np.abs(first.samples).max() > 5000  # real speech, not silence
+    for i in range(5):  # runAndWait must not hang on repeated calls
+        assert renderer.render(f"{i} seconds left.").duration > 0.3
+    assert renderer.misses == 6
+    assert renderer.render("4 seconds left.") is renderer.render("4 seconds left.")
+    assert renderer.hits == 2
+    assert len(renderer._cache) == 2  # LRU bound
+
+
+def test_blank_text_does_not_hang(renderer: CachedRenderer) -> None:
+    assert renderer.render("   ").duration == 0.0
+
+
+def test_rate_setting_changes_speed() -> None:
+    slow = EspeakRenderer(VoiceSettings(rate=120)).render(LINE)
+    fast = EspeakRenderer(VoiceSettings(rate=240)).render(LINE)
+    assert slow.duration > 1.5 * fast.duration
+
+
+def test_resample_keeps_duration() -> None:
+    x = np.zeros(22050, np.int16)
+    assert abs(len(resample(x, 22050, 44100)) - 44100) < 50
+
+
+def _active(samples: np.ndarray, times: np.ndarray, after: float) -> np.ndarray:
+    """Arrival times of the 10 ms blocks that carry sound, after ``after``."""
+    block = 160
+    n = len(samples) // block
+    loud = np.abs(samples[:n * block].reshape(n, block)).max(axis=1) > 500
+    t = times[:n * block:block]
+    return t[loud & (t > after)]
+
+
+@pytest.mark.audio
+def test_playback_reaches_speaker_and_stop_cuts_it(pulse: Any, renderer: CachedRenderer) -> None:
+    """Plays a long line, stops it mid-sentence; the speaker must fall silent at once.
+
+    The cut-off time is a measurement (reported in the assertion message); the bound is
+    generous so a loaded CI machine does not flake. bench/latency.py reports the figure.
+    """
+    speaker = DeviceSpeaker(renderer, "pulse")
+    rec = pulse.record("speaker.monitor")
+    try:
+        rendered = renderer.render(LINE)
+        time.sleep(0.3)  # let the recorder connect (not waiting for the code under test)
+        t_play = time.monotonic()
+        speaker.play(rendered)
+        assert speaker.speaking and speaker.current_text == LINE
+        deadline = t_play + 5
+        while time.monotonic() < deadline and len(_active(*rec.samples(), t_play)) < 50:
+            time.sleep(0.01)  # poll the real device until half a second of speech came out
+        t_stop = time.monotonic()
+        speaker.stop()
+        while speaker.speaking and time.monotonic() < t_stop + 2:
+            time.sleep(0.005)
+        t_quiet = time.monotonic()
+        time.sleep(0.5)
+        audio, times = rec.stop()
+    finally:
+        speaker.close()
+    heard = _active(audio, times, t_play)
+    assert len(heard) >= 50, "the line never reached the speaker"
+    start_latency = heard[0] - t_play
+    cut = heard.max() - t_stop
+    assert start_latency < 0.5, f"first sample after {start_latency * 1000:.0f} ms"
+    assert cut < 0.25, f"speech went on {cut * 1000:.0f} ms after stop()"
+    assert t_quiet - t_stop < 0.2, "speaking flag did not clear"
+    assert heard.max() < t_play + rendered.duration - 0.5, "the line was not cut short"
