@@ -1,0 +1,455 @@
+"""The conversation, driven by events on a fake clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from dialog_driver import Driver, MemoryDiary, content, said_keys
+
+from assistant.dialog import CONTEXTS, GLOBAL_INTENTS, RELIEF_LIMIT_S
+from assistant.events import Listen, Say, StopSpeaking
+
+
+def start_cramp(d: Driver, **slots: str) -> None:
+    d.hear("cramp_start", **slots)
+    assert d.state == "hold"
+
+
+def to_checkin(d: Driver) -> None:
+    d.finish_hold()
+    assert d.state == "checkin"
+
+
+def to_offer(d: Driver) -> None:
+    start_cramp(d)
+    to_checkin(d)
+    d.hear("better")
+    assert d.state == "offer"
+
+
+def to_question(d: Driver) -> None:
+    to_offer(d)
+    d.hear("yes")
+    assert d.state == "question"
+
+
+def test_relief_comes_first_no_question_before_the_first_instruction() -> None:
+    d = Driver()
+    m = d.mark()
+    d.hear("cramp_start", side="left", location="toes")
+    keys = d.keys(m)
+    assert keys[0] == "relief.start" and keys[1] == "routine.toe_spread.instruction"
+    assert "your left foot" in d.said(m)[1].text
+    assert not any(k.startswith("causes") for k in keys)
+
+
+def test_whole_conversation_two_routines_then_all_questions_then_summary() -> None:
+    diary = MemoryDiary()
+    d = Driver(diary=diary)
+    start_cramp(d, location="calf")
+    assert d.records("routine")[0].data == {"name": "calf_stretch"}
+    to_checkin(d)
+    d.hear("still_cramping")
+    assert d.state == "hold" and d.records("routine")[1].data == {"name": "toe_pull"}
+    to_checkin(d)
+    m = d.mark()
+    d.hear("better")
+    assert d.keys(m) == ["relief.eased", "relief.aftercare", "causes.offer"]
+    d.hear("yes")
+    answers = {
+        "calf_signs": ("no", {}), "dehydration": ("yes", {}), "overuse": ("no", {}),
+        "footwear": ("yes", {}), "minerals": ("unsure", {}), "muscle_imbalance": ("skip", {}),
+        "nerve": ("no", {}), "warm_up": ("yes", {}), "cold": ("no", {}),
+        "medication": ("yes", {"medication": "diuretic"}), "new_medication": ("no", {}),
+        "pregnancy": ("no", {}), "neurological": ("unsure", {}), "aging": ("skip", {}),
+    }
+    asked = []
+    while d.state == "question":
+        q = content().questions[d.coach.episode.question_index]
+        asked.append(q.id)
+        intent, slots = answers[q.id]
+        m = d.mark()
+        d.hear(intent, **slots)
+    assert asked == [q.id for q in content().questions]  # every cause, in order, one at a time
+    summary = d.said(m)
+    keys = [s.key for s in summary]
+    contributors = next(s.text for s in summary if s.key == "summary.contributors")
+    for word in ("not drinking enough", "your shoes", "exercise without a warm-up", "a medicine you take"):
+        assert word in contributors
+    assert "getting older" not in contributors and "pregnancy" not in contributors
+    tips = [k for k in keys if k.endswith(".tip")]
+    assert tips == ["cause.dehydration.tip", "cause.footwear.tip", "cause.warm_up.tip", "cause.medication.tip"]
+    medication_tip = next(s.text for s in summary if s.key == "cause.medication.tip")
+    assert "don't stop" in medication_tip
+    assert "red_flag" not in keys
+    assert keys[-1] == "closing" and d.state == "idle" and d.ended()
+    recorded = {r.data["cause"]: r.data["answer"] for r in d.records("answer")}
+    assert recorded["minerals"] == "unsure" and recorded["muscle_imbalance"] == "skip"
+    assert d.records("answer")[9].data["slots"] == {"medication": "diuretic"}
+    assert d.records("episode_end")[0].data["duration_s"] > 60
+
+
+def test_no_obvious_cause_gives_see_a_professional() -> None:
+    d = Driver()
+    to_question(d)
+    while d.state == "question":
+        m = d.mark()
+        d.hear("no")
+    assert "summary.none" in d.keys(m) and "advice.see_professional" in d.keys(m)
+
+
+def test_new_medication_question_only_after_a_yes_to_medication() -> None:
+    d = Driver()
+    to_question(d)
+    asked = []
+    while d.state == "question":
+        asked.append(content().questions[d.coach.episode.question_index].id)
+        d.hear("no")
+    assert "new_medication" not in asked
+
+
+@pytest.mark.parametrize(("question", "reason"), [("calf_signs", "calf_signs"), ("nerve", "numbness"),
+                                                  ("new_medication", "new_medication")])
+def test_red_flag_answer_leads_to_seek_care_advice(question: str, reason: str) -> None:
+    d = Driver()
+    to_question(d)
+    while content().questions[d.coach.episode.question_index].id != question:
+        q = content().questions[d.coach.episode.question_index]
+        d.hear("yes" if q.id == "medication" else "no")
+    m = d.mark()
+    d.hear("yes")
+    said = d.said(m)
+    assert said[0].key == "red_flag"
+    assert content().red_flag_reasons[reason].options[0] in said[0].text
+    assert "medical" in said[0].text
+    while d.state == "question":
+        m = d.mark()
+        d.hear("skip")
+    # ... and it is repeated as the last advice before the goodbye.
+    assert d.keys(m)[-2:] == ["red_flag", "closing"]
+
+
+def test_worse_during_a_hold_gives_red_flag_and_ends() -> None:
+    d = Driver()
+    start_cramp(d)
+    m = d.mark()
+    d.hear("worse")
+    said = d.said(m)
+    assert said[0].key == "red_flag" and "getting worse" in said[0].text
+    assert d.state == "idle" and d.records("outcome")[-1].data == {"result": "worse"}
+
+
+def test_cramp_still_going_after_ten_minutes_gives_red_flag() -> None:
+    d = Driver()
+    start_cramp(d)
+    while d.clock.now() < RELIEF_LIMIT_S - 1:
+        d.finish_hold()
+        if d.state == "checkin":
+            d.hear("still_cramping")
+        if d.state == "idle":
+            break
+    # All routines tried before ten minutes: "not easing" red flag. Either way it ends in a red flag.
+    assert "red_flag" in d.keys()
+
+
+def test_ten_minute_limit_fires_from_the_clock() -> None:
+    d = Driver()
+    start_cramp(d)
+    to_checkin(d)
+    d.silence()
+    d.silence()  # nobody answers; the coach waits in the check-in
+    m = d.mark()
+    d.tick_until(RELIEF_LIMIT_S + 0.5)
+    said = d.said(m)
+    assert said and said[0].key == "red_flag" and "ten minutes" in said[0].text
+    assert d.records("outcome")[-1].data == {"result": "gave_up"}
+
+
+def test_all_routines_tried_without_relief_gives_red_flag() -> None:
+    d = Driver()
+    start_cramp(d)
+    for _ in range(len(content().order["default"])):
+        to_checkin(d)
+        m = d.mark()
+        d.hear("still_cramping")
+    assert d.keys(m)[:2] == ["relief.exhausted", "red_flag"]
+
+
+# ---------------------------------------------------------------- silence ladder
+
+
+def test_silence_ladder_in_checkin_keeps_guiding() -> None:
+    d = Driver()
+    start_cramp(d)
+    to_checkin(d)
+    assert d.coach.listening.silence_timeout == pytest.approx(8.0)
+    assert said_keys(d.silence()) == ["relief.checkin_short"]
+    assert said_keys(d.silence()) == ["relief.checkin_shortest"]
+    third = said_keys(d.silence())
+    assert third[0] == "relief.keep_guiding" and third[-1].endswith(".instruction")
+    assert d.state == "hold"  # keeps guiding the next stretch, not a dead end
+
+
+def test_silence_ladder_on_a_question_skips_it() -> None:
+    d = Driver()
+    to_question(d)
+    first = d.coach.episode.question_index
+    assert said_keys(d.silence()) == [f"cause.{content().questions[first].id}.short"]
+    assert said_keys(d.silence()) == ["causes.answer_options"]
+    keys = said_keys(d.silence())
+    assert keys[0] == "causes.skipped" and d.coach.episode.question_index == first + 1
+    assert d.records("answer")[-1].data["answer"] == "skip"
+    # The ladder starts again for the next question rather than looping forever.
+    assert said_keys(d.silence()) == [f"cause.{content().questions[first + 1].id}.short"]
+
+
+def test_silence_ladder_on_the_offer_winds_down() -> None:
+    d = Driver()
+    to_offer(d)
+    assert said_keys(d.silence()) == ["causes.offer_short"]
+    assert said_keys(d.silence()) == ["causes.offer_shortest"]
+    assert said_keys(d.silence())[-1] == "closing"
+    assert d.state == "idle"
+
+
+def test_not_understood_counts_toward_the_ladder() -> None:
+    d = Driver()
+    to_question(d)
+    assert said_keys(d.hear(None, "blah"))[0] == "commands.not_understood"
+    d.hear(None, "blah")
+    keys = said_keys(d.hear(None, "blah"))
+    assert "causes.skipped" in keys
+
+
+def test_silence_is_ignored_while_holding_and_idle() -> None:
+    d = Driver()
+    assert d.silence() == []
+    start_cramp(d)
+    assert d.silence() == []
+
+
+# ---------------------------------------------------------------- timing
+
+
+def test_pause_resume_and_time_left_arithmetic() -> None:
+    d = Driver()
+    start_cramp(d)
+    hold = d.coach.hold
+    d.tick_until(hold.started_at + 7.0)
+    assert said_keys(d.hear("time_left")) == ["commands.time_left"]
+    assert "23 seconds" in d.said()[-1].text
+    paused = d.hear("pause")
+    assert isinstance(paused[0], StopSpeaking)
+    assert "23 seconds" in d.said()[-1].text and d.state == "paused"
+    d.clock.advance(100.0)
+    assert d.coach.next_deadline() is None  # nothing fires while paused
+    d.hear("time_left")
+    assert "23 seconds" in d.said()[-1].text  # frozen
+    d.hear("resume")
+    assert d.state == "hold"
+    d.clock.advance(3.0)
+    d.hear("time_left")
+    assert "20 seconds" in d.said()[-1].text
+    m = d.mark()
+    d.finish_hold()
+    cue_times = [t for t, a in d.log[m:] if isinstance(a, Say) and a.kind == "cue"]
+    # The release comes exactly 30 s of un-paused hold after the start: start + 30 + 100 paused.
+    assert cue_times[-1] == pytest.approx(hold.started_at + 30 + 100)
+
+
+def test_cues_keep_their_schedule_when_a_spoken_line_runs_long() -> None:
+    d = Driver()
+    start_cramp(d)
+    hold = d.coach.hold
+    s = hold.started_at
+    # The runner is busy with a long line until 12 s into the hold: the 20-left cue (due at 10 s)
+    # is 2 s late and is dropped rather than said late.
+    d.clock.set(s + 12.0)
+    late = said_keys(d.tick_until(s + 12.0))
+    assert "countdown.20" not in late
+    d.tick_until(s + 30.0)
+    cues = [(t - s, a.key) for t, a in d.log if isinstance(a, Say) and a.kind == "cue"]
+    assert cues == [(20.0, "countdown.10"), (25.0, "countdown.5"), (26.0, "countdown.4"), (27.0, "countdown.3"),
+                    (28.0, "countdown.2"), (29.0, "countdown.1"), (30.0, "countdown.0")]
+
+
+def test_overdue_cues_merge_into_the_latest_and_the_release_is_never_dropped() -> None:
+    d = Driver()
+    start_cramp(d)
+    s = d.coach.hold.started_at
+    d.tick_until(s + 20.0)
+    d.clock.set(s + 27.4)  # five, four and three all came due during a long line
+    keys = said_keys(d.tick_until(s + 27.4))
+    assert keys == ["countdown.3"]
+    d.clock.set(s + 45.0)  # way past the end: the release still comes, once
+    keys = said_keys(d.tick_until(s + 45.0))
+    assert keys[0] == "countdown.0" and keys.count("countdown.0") == 1
+    assert d.state == "checkin"
+
+
+def test_cue_deadlines_let_runners_drop_stale_cues() -> None:
+    d = Driver()
+    start_cramp(d)
+    s = d.coach.hold.started_at
+    cues = [a for a in d.tick_until(s + 30.0) if isinstance(a, Say) and a.kind == "cue"]
+    assert all(c.deadline is not None for c in cues[:-1]) and cues[-1].deadline is None
+
+
+def test_hold_starts_after_the_instruction_has_been_said() -> None:
+    d = Driver()
+    m = d.mark()
+    start_cramp(d)
+    words = sum(len(s.text.split()) for s in d.said(m))
+    assert d.coach.hold.started_at == pytest.approx(words / (165 / 60) + 1.5)
+
+
+# ---------------------------------------------------------------- global commands in every state
+
+STATES = ("idle", "hold", "checkin", "offer", "question", "paused")
+
+
+def reach(state: str) -> Driver:
+    d = Driver()
+    if state == "hold":
+        start_cramp(d)
+    elif state == "checkin":
+        start_cramp(d)
+        to_checkin(d)
+    elif state == "offer":
+        to_offer(d)
+    elif state == "question":
+        to_question(d)
+        d.hear("no")  # now on the second question, so "back" has somewhere to go
+    elif state == "paused":
+        start_cramp(d)
+        d.hear("pause")
+    assert d.state == state
+    return d
+
+
+# (state, command) -> (state afterwards, a key that must be said or None for silence)
+EXPECTED = {
+    ("idle", "stop"): ("idle", None), ("idle", "pause"): ("idle", None),
+    ("idle", "resume"): ("idle", "help.idle"), ("idle", "repeat"): ("idle", "help.idle"),
+    ("idle", "next"): ("idle", "help.idle"), ("idle", "back"): ("idle", "help.idle"),
+    ("idle", "help"): ("idle", "help.idle"), ("idle", "time_left"): ("idle", "commands.no_timer"),
+    ("idle", "start_over"): ("hold", "commands.start_over"),
+    ("hold", "stop"): ("idle", "commands.stopped"), ("hold", "pause"): ("paused", "commands.paused_hold"),
+    ("hold", "resume"): ("hold", "routine.toe_pull.instruction"),
+    ("hold", "repeat"): ("hold", "routine.toe_pull.instruction"),
+    ("hold", "next"): ("hold", "routine.calf_stretch.instruction"),
+    ("hold", "back"): ("hold", "relief.no_previous"), ("hold", "help"): ("hold", "help.hold"),
+    ("hold", "time_left"): ("hold", "commands.time_left"),
+    ("hold", "start_over"): ("hold", "routine.toe_pull.instruction"),
+    ("checkin", "stop"): ("idle", "commands.stopped"), ("checkin", "pause"): ("paused", "commands.paused"),
+    ("checkin", "resume"): ("checkin", "relief.checkin"), ("checkin", "repeat"): ("checkin", "relief.checkin"),
+    ("checkin", "next"): ("hold", "routine.calf_stretch.instruction"),
+    ("checkin", "back"): ("checkin", "relief.no_previous"), ("checkin", "help"): ("checkin", "help.checkin"),
+    ("checkin", "time_left"): ("checkin", "commands.no_timer"),
+    ("checkin", "start_over"): ("hold", "routine.toe_pull.instruction"),
+    ("offer", "stop"): ("idle", "commands.stopped"), ("offer", "pause"): ("paused", "commands.paused"),
+    ("offer", "resume"): ("offer", "causes.offer"), ("offer", "repeat"): ("offer", "causes.offer"),
+    ("offer", "next"): ("idle", "closing"), ("offer", "back"): ("offer", "causes.offer"),
+    ("offer", "help"): ("offer", "help.question"), ("offer", "time_left"): ("offer", "commands.no_timer"),
+    ("offer", "start_over"): ("question", "cause.calf_signs.ask"),
+    ("question", "stop"): ("idle", "commands.stopped"), ("question", "pause"): ("paused", "commands.paused"),
+    ("question", "resume"): ("question", "cause.dehydration.ask"),
+    ("question", "repeat"): ("question", "cause.dehydration.ask"),
+    ("question", "next"): ("question", "cause.overuse.ask"),
+    ("question", "back"): ("question", "cause.calf_signs.ask"),
+    ("question", "help"): ("question", "help.question"),
+    ("question", "time_left"): ("question", "commands.no_timer"),
+    ("question", "start_over"): ("question", "cause.calf_signs.ask"),
+    ("paused", "stop"): ("idle", "commands.stopped"), ("paused", "pause"): ("paused", None),
+    ("paused", "resume"): ("hold", "commands.resumed"),
+    ("paused", "repeat"): ("paused", "routine.toe_pull.instruction"),
+    ("paused", "next"): ("paused", "help.paused"), ("paused", "back"): ("paused", "help.paused"),
+    ("paused", "help"): ("paused", "help.paused"), ("paused", "time_left"): ("paused", "commands.time_left"),
+    ("paused", "start_over"): ("hold", "routine.toe_pull.instruction"),
+}
+
+
+def test_expectations_cover_every_global_command_in_every_state() -> None:
+    assert set(EXPECTED) == {(s, c) for s in STATES for c in GLOBAL_INTENTS}
+
+
+@pytest.mark.parametrize(("state", "command"), sorted(EXPECTED))
+def test_global_command(state: str, command: str) -> None:
+    d = reach(state)
+    m = d.mark()
+    actions = d.hear(command)
+    after, key = EXPECTED[(state, command)]
+    assert d.state == after
+    if key is None:
+        assert said_keys(actions) == []
+    else:
+        assert key in d.keys(m), d.keys(m)
+    if command in ("stop", "pause"):
+        assert isinstance(actions[0], StopSpeaking)  # barge-in cuts speech first
+    listens = [a for a in actions if isinstance(a, Listen)]
+    assert d.coach.listening.intents == CONTEXTS[after]
+    if after != state:
+        assert listens and listens[-1].context == after
+
+
+def test_stop_mid_relief_records_outcome_and_episode_end() -> None:
+    d = Driver()
+    start_cramp(d)
+    d.hear("stop")
+    assert d.records("outcome")[-1].data == {"result": "stopped"}
+    assert d.records("episode_end") and d.coach.hold is None and d.coach.next_deadline() is None
+
+
+def test_a_new_cramp_during_questions_restarts_relief() -> None:
+    d = Driver()
+    to_question(d)
+    d.hear("cramp_start", location="toes")
+    assert d.state == "hold" and d.records("routine")[-1].data == {"name": "toe_spread"}
+    assert len(d.records("episode_start")) == 2 and len(d.records("episode_end")) == 1
+
+
+# ---------------------------------------------------------------- contexts and diary
+
+
+def test_each_state_exposes_its_listening_context() -> None:
+    for state in STATES:
+        d = reach(state)
+        assert d.coach.listening.context == state
+        assert d.coach.listening.intents == CONTEXTS[state]
+    assert len(CONTEXTS["idle"]) <= 3  # idle stays small to avoid false triggers
+    assert set(GLOBAL_INTENTS) <= set(CONTEXTS["question"]) and set(GLOBAL_INTENTS) <= set(CONTEXTS["hold"])
+
+
+def test_help_in_idle_starts_relief_because_cramp_start_wins() -> None:
+    match = content().intents.match("help", only=CONTEXTS["idle"])
+    assert match is not None and match.intent == "cramp_start"
+    match = content().intents.match("help", only=CONTEXTS["question"])
+    assert match is not None and match.intent == "help"
+
+
+def test_diary_summary_by_voice_and_pattern_advice() -> None:
+    now = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)
+    diary = MemoryDiary([now - timedelta(days=d) for d in (0.5, 2, 3, 20)])
+    d = Driver(diary=diary, now=lambda: now)
+    d.hear("diary_summary", period="week")
+    assert d.said()[-1].text.startswith("3 cramps")
+    d.hear("diary_summary", period="month")
+    assert d.said()[-1].text.startswith("4 cramps")
+    d.hear("diary_summary", period="last")
+    assert d.said()[-1].key == "diary.last_today"
+    m = d.mark()
+    to_offer(d)
+    d.hear("no")
+    assert "advice.pattern" in d.keys(m)
+    assert "3 cramps" in next(s.text for s in d.said(m) if s.key == "advice.pattern")
+
+
+def test_disclaimer_said_once_during_the_first_hold_of_a_first_use() -> None:
+    d = Driver(diary=MemoryDiary())
+    start_cramp(d)
+    keys = said_keys(d.finish_hold())
+    assert "relief.disclaimer" in keys
+    d2 = Driver(diary=MemoryDiary([datetime.now(UTC)]))
+    start_cramp(d2)
+    assert "relief.disclaimer" not in said_keys(d2.finish_hold())
