@@ -1,0 +1,143 @@
+"""``cramp-coach``: the live, hands-free coach on a microphone and a speaker.
+
+One loop on the real monotonic clock: microphone blocks (read in their own thread by
+:mod:`assistant.audio`) → endpointer (:mod:`assistant.vad`) → recognizer in the
+grammar :class:`~assistant.loop.TurnTaking` picks for the utterance → coach → speech.
+Ticks and silences fire between blocks, so holds count down while the coach listens or
+talks, and while the microphone is unplugged. No speaker → a text trace on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .config import config_for
+
+if TYPE_CHECKING:
+    from .loop import TurnTaking
+    from .runtime import EventLog, Session
+    from .speak import CachedRenderer, Speaker
+    from .timers import Clock
+    from .vad import Endpointer
+
+log = logging.getLogger(__name__)
+
+
+class LiveLoop:
+    """Microphone in, coach in the middle, speaker out."""
+
+    def __init__(self, turn_taking: TurnTaking, mic: Any, recognizer: Any, endpointer: Endpointer,
+                 clock: Clock) -> None:
+        self.tt = turn_taking
+        self.mic = mic
+        self.recognizer = recognizer
+        self.endpointer = endpointer
+        self.clock = clock
+        self.ctx: Any = None
+        self.running = True
+
+    def step(self, max_wait: float = 0.05) -> None:
+        """Wait for audio (up to the next deadline) and handle whatever is due."""
+        wake = self.tt.next_wakeup()
+        wait = max_wait if wake is None else max(0.0, min(max_wait, wake - self.clock.now()))
+        chunk = self.mic.read(wait) if self.mic is not None else None
+        if self.mic is None:
+            time.sleep(wait)
+        if chunk is not None and len(chunk.samples):
+            self._audio(chunk.samples)
+        self.tt.poll()
+
+    def _audio(self, samples: np.ndarray) -> None:
+        from .listen import understand
+
+        seg = self.endpointer.process(samples)
+        if seg.started:
+            self.ctx = self.tt.utterance_started()
+            self.recognizer.set_context(list(self.ctx.intents))
+            self.recognizer.start_utterance()
+            log.debug("speech started (barge-in grammar: %s)", self.ctx.barge_in)
+        if self.ctx is not None:
+            for block in seg.audio:
+                self.recognizer.accept_audio(block.tobytes())
+        if seg.ended and self.ctx is not None:
+            transcript = self.recognizer.end_utterance()
+            match = understand(self.tt.intent_set, transcript, list(self.ctx.intents))
+            log.info("heard %r -> %s", transcript.text, match.intent if match else None)
+            self.tt.utterance_ended(self.ctx, transcript.text, transcript.confidence,
+                                    match.intent if match else None, match.slots if match else {})
+            self.ctx = None
+
+    def run(self) -> None:
+        self.tt.start()
+        while self.running:
+            self.step()
+
+
+def make_speaker(renderer: CachedRenderer, device: str | int | None, events: EventLog) -> Speaker:
+    """The speaker, or a text trace when there is none (logged, never fatal)."""
+    from .speak import DeviceSpeaker, TextSpeaker
+
+    try:
+        return DeviceSpeaker(renderer, device)
+    except Exception as exc:  # noqa: BLE001 - PortAudio raises several types
+        log.warning("no speaker (%s): the coach will print what it says instead", str(exc).splitlines()[0])
+        events.write({"type": "no_speaker", "error": str(exc).splitlines()[0]})
+        return TextSpeaker()
+
+
+def run_live(args: argparse.Namespace) -> int:
+    from .audio import open_microphone, parse_device
+    from .listen import create_recognizer
+    from .loop import TurnTaking
+    from .runtime import EventLog, open_session
+    from .speak import VoiceSettings, create_renderer
+    from .timers import MonotonicClock
+    from .vad import Endpointer
+
+    config = config_for(args)
+    clock = MonotonicClock()
+    mic = open_microphone(parse_device(config.input_device))  # no mic → UserFacingError with the way out
+    session = open_session(config, clock, seed=getattr(args, "seed", None))
+    events = EventLog(_path(getattr(args, "log_events", None)), clock)
+    renderer = create_renderer(VoiceSettings(config.tts, config.voice, config.rate, config.volume))
+    _prewarm(renderer, session)
+    speaker = make_speaker(renderer, parse_device(config.output_device), events)
+    recognizer = create_recognizer(session.content.intents, config.engine, config.model_path)
+    tt = TurnTaking(session, clock, speaker, events)
+    loop = LiveLoop(tt, mic, recognizer, Endpointer(), clock)
+    print("Cramp Coach is listening. Say \"my foot is cramping\" when it happens. Ctrl-C quits.", flush=True)
+    try:
+        loop.run()
+    finally:
+        if mic.overflows or mic.dropped:
+            log.warning("microphone overflows: %d, dropped blocks: %d", mic.overflows, mic.dropped)
+        mic.close()
+        speaker.close()
+        events.close()
+        session.close()
+    return 0
+
+
+def _prewarm(renderer: CachedRenderer, session: Session) -> None:
+    """Render the lines that open an episode and the countdown cues now (~10 ms each)."""
+    content = session.content
+    texts = [t for key in ("relief.start", "help.idle") if key in content.lines
+             for t in content.lines[key].options]
+    texts += [t for cue in content.countdown for t in cue.say.options]
+    for text in texts:
+        if "{" in text:
+            continue
+        try:
+            renderer.render(text)
+        except Exception:  # noqa: BLE001 - prewarming is an optimisation only
+            log.debug("prewarm failed", exc_info=True)
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
