@@ -8,9 +8,10 @@ empties the queue, so the sound ends within one block plus the device latency.
 
 pyttsx3 2.99 quirks found here (see docs/live.md): the espeak driver prints
 "Audio saved to ..." on stdout after every file, ``runAndWait`` never returns for an
-empty string, and the engine is a per-process singleton that must not be driven from two
-threads at once. :class:`EspeakRenderer` therefore owns the engine in one worker thread,
-never renders blank text, waits with a timeout and filters that one line from stdout.
+empty string, now and then (~1 in 50) it saves an empty WAV, and the engine is a
+per-process singleton that must not be driven from two threads at once.
+:class:`EspeakRenderer` therefore owns the engine in one worker thread, never renders
+blank text, retries an empty result, waits with a timeout and filters that stdout line.
 """
 
 from __future__ import annotations
@@ -148,6 +149,16 @@ class EspeakRenderer:
         text = " ".join(text.split())
         if not text:  # runAndWait never returns for an empty string
             return Rendered(text, np.zeros(0, np.int16), 22050)
+        for attempt in range(1, 4):
+            rendered = self._render_once(text)
+            if len(rendered.samples) or not any(c.isalnum() for c in text):
+                return rendered
+            # pyttsx3 2.99 + async espeak-ng now and then saves an empty WAV (a race in its
+            # synth callback, about 1 in 50 renders here): render again.
+            log.info("pyttsx3 rendered nothing for %r (attempt %d); retrying", text[:40], attempt)
+        raise TTSError(f"pyttsx3 rendered no audio for {text[:40]!r}")
+
+    def _render_once(self, text: str) -> Rendered:
         with self._lock:
             path = self._tmp / "line.wav"
             path.unlink(missing_ok=True)
