@@ -178,6 +178,11 @@ def load_config(cli: Mapping[str, object] | None = None, path: Path | None = Non
     return Config(**values)
 
 
+def default_config() -> Config:
+    """Built-in defaults only (e.g. to keep checking when the configuration is broken)."""
+    return Config(**{k.attr: k.default() for k in KEYS})
+
+
 def explain_config(
     cli: Mapping[str, object] | None = None, path: Path | None = None
 ) -> list[tuple[Key, Any, Source]]:
@@ -408,5 +413,5 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["Config", "KEYS", "load_config", "explain_config", "config_path", "cli_overrides",
+__all__ = ["Config", "KEYS", "load_config", "default_config", "explain_config", "config_path", "cli_overrides",
            "config_for", "example_toml", "configure", "run"]
