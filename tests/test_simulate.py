@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from speech_fixtures import make_turns
+from user_turns import make_turns
 
 from assistant.cli import main
 from assistant.errors import UserFacingError
