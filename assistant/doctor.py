@@ -277,8 +277,29 @@ def check_voice(config: Any) -> Check:
     if rendered.duration <= 0.2:
         return Check(FAIL, f"voice ({config.tts}, {config.voice}) rendered no audio",
                      "check [voice] name with 'espeak-ng --voices'")
-    return Check(OK, f"voice: {config.tts} '{config.voice}' at {config.rate} wpm "
-                     f"(a test sentence renders to {rendered.duration:.1f} s of speech)")
+    what = (f"voice: {config.tts} '{config.voice}' at {config.rate} wpm "
+            f"(a test sentence renders to {rendered.duration:.1f} s of speech)")
+    if config.tts == "espeak" and not espeak_knows(config.voice):
+        return Check(WARN, what + f" — espeak-ng has no voice '{config.voice}', so it uses its default",
+                     "pick a name from 'espeak-ng --voices' (Language, VoiceName or File column) for [voice] name")
+    return Check(OK, what)
+
+
+def espeak_knows(voice: str) -> bool:
+    """Whether ``voice`` (optionally with a ``+variant``) is in ``espeak-ng --voices``."""
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        return False
+    try:
+        listing = subprocess.run([exe, "--voices"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    wanted = voice.split("+")[0].strip().lower()
+    for row in listing.splitlines()[1:]:
+        cols = row.split()
+        if len(cols) >= 5 and wanted in (cols[1].lower(), cols[3].lower(), cols[4].lower()):
+            return True
+    return False
 
 
 def check_diary(path: Path) -> Iterator[Check]:

@@ -137,7 +137,7 @@ def test_doctor_failures_have_fixes(home: dict[str, str], tmp_path: Path) -> Non
     shutil.copytree(ROOT / "prompts", prompts)
     text = (prompts / "intents.yaml").read_text()
     (prompts / "intents.yaml").write_text(text.replace("  diary_summary:\n", "  diary_summary\n", 1))
-    env = {**home, "CRAMP_COACH_PROMPTS_DIR": str(prompts)}
+    env = {**home, "CRAMP_COACH_PROMPTS_DIR": str(prompts), "CRAMP_COACH_VOICE": "zz-nobody"}
     result = doctor("--no-audio", env=env, before=("--engine", "vosk"))
     out = result.stdout
     assert result.returncode == 1
@@ -145,6 +145,8 @@ def test_doctor_failures_have_fixes(home: dict[str, str], tmp_path: Path) -> Non
     intents = line(out, "[FAIL] intents:")
     assert f"{prompts / 'intents.yaml'}:" in intents and "fix: correct the file at the line shown" in intents
     assert "fix: cramp-coach models install" in line(out, "[FAIL] Vosk model: none installed")
+    voice = line(out, "[warn] voice: espeak 'zz-nobody'")
+    assert "espeak-ng has no voice 'zz-nobody'" in voice and "fix: pick a name from 'espeak-ng --voices'" in voice
     assert "[ok] microphone" not in out and "[warn] microphone" not in out  # --no-audio
 
     diary.chmod(0o600)
