@@ -37,8 +37,10 @@ ENGINES = ("auto", "vosk", "pocketsphinx")
 # out-of-domain speech that survives the garbage path mostly scores far lower.
 DEFAULT_FLOOR = 0.35
 
-# PocketSphinx search beams (see docs/speech-in.md for the measurements behind them).
-DECODER_OPTIONS: dict[str, Any] = {}
+# PocketSphinx search beams, narrower than its defaults (1e-48/1e-48/1e-80): decoding
+# is ~4x faster (real-time factor ~0.05 instead of ~0.2 here) with the same accuracy
+# on the generated set (see docs/speech-in.md).
+DECODER_OPTIONS: dict[str, Any] = {"beam": 1e-30, "wbeam": 1e-20, "pbeam": 1e-30}
 
 
 @dataclass(frozen=True)

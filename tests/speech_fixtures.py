@@ -1,33 +1,30 @@
-"""User turns as real speech (the bundled Piper voice), cached per test session."""
+"""Fixtures for the speech-in tests: the generated test speech and the shared intent set.
+
+Audio is rendered once by :mod:`assistant.speechgen` into ``tests/.audio-cache`` (git
+ignored) and reused across runs; only missing files are synthesized.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
+import pytest
 
-from assistant.speechgen import VOICES, synthesize
-from assistant.wavio import write_wav
+from assistant.intents import IntentSet
+from assistant.speechgen import Case, generate
 
-PHRASES = {
-    "foot": "my foot is cramping",
-    "left_foot": "my left foot is cramping",
-    "still": "still cramping",
-    "better": "better",
-    "no": "no",
-    "stop": "stop",
-}
+ROOT = Path(__file__).resolve().parents[1]
+AUDIO_CACHE = ROOT / "tests" / ".audio-cache"
 
 
-def make_turns(directory: Path, lead: float = 0.0, tail: float = 0.3) -> dict[str, Path]:
-    """WAV files of the phrases with a little room noise before and after."""
-    rng = np.random.default_rng(7)
-    out = {}
-    for name, text in PHRASES.items():
-        speech = synthesize(text, VOICES["joe"]).astype(np.float64)
-        audio = np.concatenate([np.zeros(int(16000 * lead)), speech, np.zeros(int(16000 * tail))])
-        audio += rng.normal(0, 2, len(audio))
-        path = directory / f"{name}.wav"
-        write_wav(path, np.clip(audio, -32768, 32767).astype(np.int16))
-        out[name] = path
-    return out
+@pytest.fixture(scope="session")
+def intent_set() -> IntentSet:
+    return IntentSet.load(ROOT / "prompts" / "intents.yaml")
+
+
+@pytest.fixture(scope="session")
+def speech_cases(intent_set: IntentSet) -> list[Case]:
+    """The 'test' set: every public intent (all slot values) in a clean neural voice, plus
+    out-of-domain kitchen talk. Files live in :data:`AUDIO_CACHE`."""
+    _, cases = generate(AUDIO_CACHE, "test", intent_set)
+    return cases
