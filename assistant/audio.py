@@ -93,7 +93,7 @@ class Microphone:
     """
 
     def __init__(self, open_stream: StreamFactory, target_rate: int = TARGET_RATE,
-                 stall_seconds: float = 1.0, retry_seconds: float = 1.0,
+                 stall_seconds: float = 2.0, retry_seconds: float = 1.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._open_stream = open_stream
         self.target_rate = target_rate
@@ -226,14 +226,19 @@ class Microphone:
         return self._resampler.resample_chunk(samples)
 
 
-def open_microphone(device: str | int | None) -> Microphone:
-    """The configured microphone, started; :class:`UserFacingError` when there is none."""
+def check_microphone(device: str | int | None) -> None:
+    """Raise :class:`UserFacingError` (pointing to ``--text`` and ``devices``) if there is no such input."""
     try:
         import sounddevice as sd
 
         sd.query_devices(device, "input")
     except Exception as exc:  # noqa: BLE001 - PortAudio raises several types
         raise UserFacingError(no_microphone_message(device, str(exc).splitlines()[0])) from None
+
+
+def open_microphone(device: str | int | None) -> Microphone:
+    """The configured microphone, started; :class:`UserFacingError` when there is none."""
+    check_microphone(device)
     mic = Microphone(sounddevice_factory(device))
     try:
         mic.start()

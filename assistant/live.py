@@ -10,7 +10,10 @@ talks, and while the microphone is unplugged. No speaker → a text trace on std
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import queue
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +32,50 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+BARGE_IN_MAX_SECONDS = 2.0
+"""A barge-in word is short: audio beyond this, begun while the coach talks, is its own
+voice or noise — it is not decoded (decoding it would only cost time)."""
+
+
+class RecognizerWorker:
+    """Runs the recognizer in its own thread so decoding never delays a countdown cue."""
+
+    def __init__(self, recognizer: Any, intent_set: Any) -> None:
+        self.recognizer = recognizer
+        self.intent_set = intent_set
+        self._jobs: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.results: queue.Queue[tuple[Any, Any, Any]] = queue.Queue()
+        self._thread = threading.Thread(target=self._work, name="recognizer", daemon=True)
+        self._thread.start()
+
+    def start(self, ctx: Any) -> None:
+        self._jobs.put(("start", ctx))
+
+    def audio(self, pcm: bytes) -> None:
+        self._jobs.put(("audio", pcm))
+
+    def end(self, ctx: Any) -> None:
+        self._jobs.put(("end", ctx))
+
+    def _work(self) -> None:
+        from .listen import understand
+
+        while True:
+            kind, data = self._jobs.get()
+            try:
+                if kind == "start":
+                    self.recognizer.set_context(list(data.intents))
+                    self.recognizer.start_utterance()
+                elif kind == "audio":
+                    self.recognizer.accept_audio(data)
+                else:
+                    transcript = self.recognizer.end_utterance()
+                    match = understand(self.intent_set, transcript, list(data.intents))
+                    self.results.put((data, transcript, match))
+            except Exception:  # noqa: BLE001 - one bad utterance must not end the coach
+                log.exception("recognizer failed on %s", kind)
+
+
 class LiveLoop:
     """Microphone in, coach in the middle, speaker out."""
 
@@ -36,10 +83,11 @@ class LiveLoop:
                  clock: Clock) -> None:
         self.tt = turn_taking
         self.mic = mic
-        self.recognizer = recognizer
+        self.worker = RecognizerWorker(recognizer, turn_taking.intent_set)
         self.endpointer = endpointer
         self.clock = clock
         self.ctx: Any = None
+        self.fed_seconds = 0.0
         self.running = True
 
     def step(self, max_wait: float = 0.05) -> None:
@@ -51,27 +99,41 @@ class LiveLoop:
             time.sleep(wait)
         if chunk is not None and len(chunk.samples):
             self._audio(chunk.samples)
+        self._results()
         self.tt.poll()
 
     def _audio(self, samples: np.ndarray) -> None:
-        from .listen import understand
-
         seg = self.endpointer.process(samples)
         if seg.started:
             self.ctx = self.tt.utterance_started()
-            self.recognizer.set_context(list(self.ctx.intents))
-            self.recognizer.start_utterance()
+            self.fed_seconds = 0.0
+            self.worker.start(self.ctx)
             log.debug("speech started (barge-in grammar: %s)", self.ctx.barge_in)
         if self.ctx is not None:
             for block in seg.audio:
-                self.recognizer.accept_audio(block.tobytes())
+                if self.ctx.barge_in and self.fed_seconds >= BARGE_IN_MAX_SECONDS:
+                    break
+                self.worker.audio(block.tobytes())
+                self.fed_seconds += len(block) / 16000
         if seg.ended and self.ctx is not None:
-            transcript = self.recognizer.end_utterance()
-            match = understand(self.tt.intent_set, transcript, list(self.ctx.intents))
-            log.info("heard %r -> %s", transcript.text, match.intent if match else None)
-            self.tt.utterance_ended(self.ctx, transcript.text, transcript.confidence,
-                                    match.intent if match else None, match.slots if match else {})
+            if self.ctx.barge_in and self.fed_seconds >= BARGE_IN_MAX_SECONDS:
+                self.worker.end(dataclasses.replace(self.ctx, too_long=True))
+            else:
+                self.worker.end(self.ctx)
             self.ctx = None
+
+    def _results(self) -> None:
+        while True:
+            try:
+                ctx, transcript, match = self.worker.results.get_nowait()
+            except queue.Empty:
+                return
+            if getattr(ctx, "too_long", False):
+                self.tt.utterance_ended(ctx, transcript.text, transcript.confidence, None, {})
+                continue
+            log.info("heard %r -> %s", transcript.text, match.intent if match else None)
+            self.tt.utterance_ended(ctx, transcript.text, transcript.confidence,
+                                    match.intent if match else None, match.slots if match else {})
 
     def run(self) -> None:
         self.tt.start()
@@ -92,7 +154,7 @@ def make_speaker(renderer: CachedRenderer, device: str | int | None, events: Eve
 
 
 def run_live(args: argparse.Namespace) -> int:
-    from .audio import open_microphone, parse_device
+    from .audio import check_microphone, open_microphone, parse_device
     from .listen import create_recognizer
     from .loop import TurnTaking
     from .runtime import EventLog, open_session
@@ -102,7 +164,8 @@ def run_live(args: argparse.Namespace) -> int:
 
     config = config_for(args)
     clock = MonotonicClock()
-    mic = open_microphone(parse_device(config.input_device))  # no mic → UserFacingError with the way out
+    input_device = parse_device(config.input_device)
+    check_microphone(input_device)  # no mic → UserFacingError with the way out, before loading anything
     session = open_session(config, clock, seed=getattr(args, "seed", None))
     events = EventLog(_path(getattr(args, "log_events", None)), clock)
     renderer = create_renderer(VoiceSettings(config.tts, config.voice, config.rate, config.volume))
@@ -110,6 +173,7 @@ def run_live(args: argparse.Namespace) -> int:
     speaker = make_speaker(renderer, parse_device(config.output_device), events)
     recognizer = create_recognizer(session.content.intents, config.engine, config.model_path)
     tt = TurnTaking(session, clock, speaker, events)
+    mic = open_microphone(input_device)  # opened last: model loading must not stall its stream
     loop = LiveLoop(tt, mic, recognizer, Endpointer(), clock)
     print("Cramp Coach is listening. Say \"my foot is cramping\" when it happens. Ctrl-C quits.", flush=True)
     try:

@@ -57,6 +57,8 @@ class UtteranceContext:
     """Started while the coach was talking: barge-in grammar only."""
     coach_text: str
     """What the coach was saying around then, up to ``ECHO_TAIL`` after (the echo gate)."""
+    too_long: bool = False
+    """Begun over the coach's voice and longer than any barge-in word: not a command."""
 
 
 class TurnTaking:

@@ -1,0 +1,195 @@
+"""The real ``cramp-coach`` process on PulseAudio virtual devices: mic in, speaker out.
+
+A user's recorded sentence is played into the virtual microphone; the coach's answer is
+captured from the virtual speaker. Timing uses the arrival times of both captures
+(``micfeed.monitor`` for the user, ``speaker.monitor`` for the coach), so the latency
+figure covers VAD, recognition, dialog, rendering and playback. Deadlines below are
+generous test bounds; bench/latency.py measures the real figures.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import Pulse, cramp_coach_cmd
+from user_turns import make_turns
+
+pytestmark = pytest.mark.audio
+
+RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def turns(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return make_turns(tmp_path_factory.mktemp("turns"))
+
+
+class Coach:
+    """A running ``cramp-coach`` with its event log."""
+
+    def __init__(self, pulse: Pulse, tmp: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.log = tmp / "events.jsonl"
+        env = pulse.env | {"CRAMP_COACH_DIARY_PATH": str(tmp / "diary.sqlite3"),
+                           "CRAMP_COACH_CONFIG": str(tmp / "none.toml")} | (extra_env or {})
+        self.proc = subprocess.Popen(
+            [*cramp_coach_cmd(), "-v", "--input", "pulse", "--output", "pulse", "--seed", "1",
+             "--log-events", str(self.log)],
+            env=env, stdout=subprocess.PIPE, stderr=(tmp / "stderr.txt").open("w"), text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # printed once mic, speaker and recognizer are ready
+        assert "listening" in line, (tmp / "stderr.txt").read_text()
+
+    def events(self) -> list[dict[str, Any]]:
+        if not self.log.exists():
+            return []
+        return [json.loads(x) for x in self.log.read_text().splitlines() if x.strip()]
+
+    def wait_for(self, predicate: Any, timeout: float) -> dict[str, Any]:
+        """Poll the event log of the real process until an event matches (or fail)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event in self.events():
+                if predicate(event):
+                    return event
+            time.sleep(0.05)
+        raise AssertionError(f"no matching event within {timeout} s; log: {self.events()}")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture
+def coach(pulse: Pulse, tmp_path: Path) -> Iterator[Coach]:
+    c = Coach(pulse, tmp_path)
+    yield c
+    c.close()
+
+
+def sound_times(rec: Any, threshold: int = 800, block: int = 160) -> np.ndarray:
+    """Arrival times of 10 ms blocks with sound in a recording."""
+    audio, times = rec.samples()
+    n = len(audio) // block
+    if n == 0:
+        return np.zeros(0)
+    loud = np.abs(audio[:n * block].reshape(n, block)).max(axis=1) > threshold
+    return times[:n * block:block][loud]
+
+
+def play_and_time(pulse: Pulse, wav: Path, mic_rec: Any) -> float:
+    """Play into the mic; returns when the user's speech ended (on the capture clock)."""
+    start = time.monotonic()
+    pulse.play(wav).wait(timeout=20)
+    voiced = sound_times(mic_rec, threshold=1500)
+    voiced = voiced[voiced > start]
+    assert len(voiced), "the user's speech never reached the microphone"
+    return float(voiced.max())
+
+
+def test_cramp_report_answered_then_stop_cuts_it(pulse: Pulse, coach: Coach, turns: dict[str, Path]) -> None:
+    mic_rec = pulse.record("micfeed.monitor")
+    spk_rec = pulse.record("speaker.monitor")
+    try:
+        time.sleep(0.3)  # let the two recorders connect
+        speech_end = play_and_time(pulse, turns["foot"], mic_rec)
+        heard = coach.wait_for(lambda e: e["type"] == "heard", 10)
+        assert heard["intent"] == "cramp_start"
+        first = coach.wait_for(lambda e: e["type"] == "say", 5)
+        assert first["key"] == "relief.start"
+        instruction = coach.wait_for(lambda e: e["type"] == "say" and e["key"].endswith(".instruction"), 10)
+        assert instruction["key"] == "routine.toe_pull.instruction"
+        deadline = time.monotonic() + 10  # the coach's voice must be on the speaker
+        while time.monotonic() < deadline and not len(sound := sound_times(spk_rec)[sound_times(spk_rec) > speech_end]):
+            time.sleep(0.05)
+        latency = float(sound[0]) - speech_end
+        assert latency < 1.5, f"reply started {latency:.2f} s after the user stopped speaking"
+
+        # Mid-instruction (it lasts ~9 s): "stop".
+        time.sleep(2.0)  # let the instruction play for a while; the stop is then mid-sentence
+        stop_end = play_and_time(pulse, turns["stop"], mic_rec)
+        stopped = coach.wait_for(lambda e: e["type"] == "stop_speaking", 10)
+        assert stopped is not None
+        said = coach.wait_for(lambda e: e["type"] == "say" and e["key"] == "commands.stopped", 5)
+        assert said
+        time.sleep(2.0)  # let the capture cover a second and more after the cut
+    finally:
+        mic_rec.stop()
+        spk_rec.stop()
+    # The instruction was cut: shortly after "stop" the speaker no longer carries it.
+    # Compare loudness envelopes of the capture and of the instruction rendered the
+    # same way (espeak is deterministic to a few samples).
+    audio, times = spk_rec.samples()
+    line = _render_like_coach(instruction["text"])
+    env_rec, env_line = _envelope(audio), _envelope(line)
+    # Locate the instruction's start: the best envelope match between the user's sentence and "stop".
+    lo, hi = int(np.searchsorted(times, speech_end)) // 160, int(np.searchsorted(times, stop_end)) // 160
+    start = _align(env_rec, env_line[:150], lo, hi)
+    before = _corr(env_rec, env_line, start, 0, int((stop_end - times[start * 160]) * 100) - 20)
+    assert before > 0.8, f"the speaker did not carry the instruction (r={before:.2f})"
+    cut_offset = int((stop_end - times[start * 160]) * 100) + 100  # 1 s after "stop" ended
+    after = _corr(env_rec, env_line, start, cut_offset, cut_offset + 100)
+    assert after < 0.5, f"the instruction still played 1 s after stop (r={after:.2f})"
+    events = coach.events()
+    assert [e["intent"] for e in events if e["type"] == "heard"] == ["cramp_start", "stop"]
+
+
+def _render_like_coach(text: str) -> np.ndarray:
+    from assistant.config import load_config
+    from assistant.speak import EspeakRenderer, VoiceSettings, resample
+
+    c = load_config(path=Path("/nonexistent/config.toml"))
+    r = EspeakRenderer(VoiceSettings(c.tts, c.voice, c.rate, c.volume)).render(text)
+    return resample(r.samples, r.rate, RATE)
+
+
+def _envelope(x: np.ndarray) -> np.ndarray:
+    """10 ms mean-absolute loudness."""
+    n = len(x) // 160
+    return np.abs(x[:n * 160].astype(np.float64)).reshape(n, 160).mean(axis=1)
+
+
+def _align(env: np.ndarray, probe: np.ndarray, lo: int, hi: int) -> int:
+    best, best_r = lo, -1.0
+    for s in range(lo, min(hi, len(env) - len(probe))):
+        r = np.corrcoef(env[s:s + len(probe)], probe)[0, 1]
+        if r > best_r:
+            best, best_r = s, r
+    return best
+
+
+def _corr(env: np.ndarray, line: np.ndarray, start: int, a: int, b: int) -> float:
+    b = min(b, len(line), len(env) - start)
+    if b - a < 20:
+        return 0.0
+    return float(np.corrcoef(env[start + a:start + b], line[a:b])[0, 1])
+
+
+def test_own_voice_looped_into_the_mic_is_ignored(pulse: Pulse, tmp_path: Path, turns: dict[str, Path]) -> None:
+    """The speaker is wired back into the microphone (a loud kitchen echo)."""
+    module = pulse.pactl("load-module", "module-loopback", "source=speaker.monitor", "sink=micfeed",
+                         "latency_msec=30").strip()
+    coach = Coach(pulse, tmp_path, {"CRAMP_COACH_HOLD_SECONDS": "5", "CRAMP_COACH_SILENCE_TIMEOUT": "4"})
+    try:
+        pulse.play(turns["foot"]).wait(timeout=20)
+        coach.wait_for(lambda e: e["type"] == "heard", 10)
+        # Instruction, hold with cues, then "Say better, or still cramping" and re-prompts,
+        # all coming back through the microphone.
+        coach.wait_for(lambda e: e["type"] == "silence", 45)
+    finally:
+        pulse.pactl("unload-module", module)
+        coach.close()
+    events = coach.events()
+    heard = [e for e in events if e["type"] == "heard"]
+    assert [e["intent"] for e in heard] == ["cramp_start"], heard
+    assert any(e["type"] == "cue" for e in events)
+    assert any(e["type"] == "ignored" for e in events), "the coach's voice never reached the mic"
