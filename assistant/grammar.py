@@ -50,7 +50,7 @@ GARBAGE_WORDS = (
 # How strongly the garbage path competes with commands (JSGF weight; commands = 1).
 GARBAGE_WEIGHT = 0.5
 
-_MAX_PHRASES = 3000
+_MAX_PHRASES = 10000
 _RULE_NAME = re.compile(r"[^A-Za-z0-9_]")
 
 
