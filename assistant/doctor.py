@@ -180,10 +180,14 @@ def check_output(sd: Any, device: str | int | None) -> Check:
     except Exception as exc:
         which = "default output" if device is None else f"output {device!r}"
         return Check(FAIL, f"no speaker: {which}: {exc}", fix_pick)
+    import numpy as np
+
     beep = tone(info["rate"])
+    # Trailing silence: stopping the stream may drop what is still in the device buffer.
+    padded = np.concatenate([beep, np.zeros(int(info["rate"] * 0.3), np.float32)])
     try:
-        sd.play(beep, samplerate=info["rate"], device=device)
-        _wait_stream(sd, len(beep) / info["rate"])
+        sd.play(padded, samplerate=info["rate"], device=device)
+        _wait_stream(sd, len(padded) / info["rate"])
     except Exception as exc:
         return Check(FAIL, f"speaker '{info['name']}' cannot play: {exc}",
                      "check it is not used by another program; " + fix_pick)
