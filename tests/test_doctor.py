@@ -1,8 +1,8 @@
 """``cramp-coach doctor`` on this machine, with PulseAudio virtual devices for the audio.
 
-The fixture starts (or reuses) the daemon from ``.ci/pulse.sh`` and adds a sine-wave
-source, so the microphone check has both a silent and a known-level input; what the
-doctor plays is recorded from the virtual speaker's monitor and analysed.
+The shared ``pulse`` fixture (tests/conftest.py, via ``.ci/pulse.sh``) provides the
+daemon; this module adds a silent and a sine-wave source, so the microphone check has
+both a silent and a known-level input, and a sink whose monitor records the beep.
 """
 
 from __future__ import annotations
@@ -25,29 +25,20 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def pulse() -> Iterator[dict[str, str]]:
-    """Environment variables that point PulseAudio clients at the virtual devices."""
-    script = ROOT / ".ci" / "pulse.sh"
-    assert shutil.which("pulseaudio"), "PulseAudio is needed: apt install pulseaudio pulseaudio-utils"
-    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    runtime = done.stdout.strip().splitlines()[-1]
-    env = {"XDG_RUNTIME_DIR": runtime, "PULSE_SERVER": f"unix:{runtime}/pulse/native"}
-    full = dict(os.environ, **env)
-    # Devices of our own, so other tests' audio on the shared daemon cannot leak in.
-    modules = []
-    for args in (["module-sine-source", "source_name=doctor_sine", "frequency=440"],
-                 ["module-null-source", "source_name=doctor_silence"],
-                 ["module-null-sink", "sink_name=doctor_speaker"]):
-        loaded = subprocess.run(["pactl", "load-module", *args], env=full, capture_output=True, text=True,
-                                timeout=30)
-        assert loaded.returncode == 0, loaded.stderr
-        modules.append(loaded.stdout.strip())
+def devices(pulse) -> Iterator[dict[str, str]]:  # type: ignore[no-untyped-def]
+    """The shared PulseAudio daemon (conftest ``pulse``) plus devices of our own: a silent
+    source, a half-scale 440 Hz sine source and a speaker sink, so other tests' audio on
+    the shared daemon cannot leak in. Returns the environment that reaches them."""
+    modules = [
+        pulse.pactl("load-module", "module-sine-source", "source_name=doctor_sine", "frequency=440").strip(),
+        pulse.pactl("load-module", "module-null-source", "source_name=doctor_silence").strip(),
+        pulse.pactl("load-module", "module-null-sink", "sink_name=doctor_speaker").strip(),
+    ]
     try:
-        yield env
+        yield {"XDG_RUNTIME_DIR": pulse.runtime_dir, "PULSE_SERVER": f"unix:{pulse.runtime_dir}/pulse/native"}
     finally:
         for module in reversed(modules):
-            subprocess.run(["pactl", "unload-module", module], env=full, timeout=30)
+            pulse.pactl("unload-module", module)
 
 
 @pytest.fixture
@@ -71,13 +62,13 @@ def line(output: str, start: str) -> str:
 
 
 @pytest.mark.audio
-def test_doctor_on_this_machine(pulse: dict[str, str], home: dict[str, str], tmp_path: Path) -> None:
-    env = {**pulse, **home, "PULSE_SOURCE": "doctor_silence", "PULSE_SINK": "doctor_speaker"}
+def test_doctor_on_this_machine(devices: dict[str, str], home: dict[str, str], tmp_path: Path) -> None:
+    env = {**devices, **home, "PULSE_SOURCE": "doctor_silence", "PULSE_SINK": "doctor_speaker"}
     raw = tmp_path / "speaker.raw"
     # Listen to the virtual speaker while the doctor runs.
     recorder = subprocess.Popen(["parec", "--latency-msec=20", "--device=doctor_speaker.monitor",
                                  "--format=s16le", "--rate=16000", "--channels=1", "--raw", str(raw)],
-                                env=dict(os.environ, **pulse))
+                                env=dict(os.environ, **devices))
     try:
         result = doctor(env=env)
     finally:
@@ -116,8 +107,8 @@ def test_doctor_on_this_machine(pulse: dict[str, str], home: dict[str, str], tmp
 
 
 @pytest.mark.audio
-def test_doctor_reports_the_microphone_level(pulse: dict[str, str], home: dict[str, str]) -> None:
-    result = doctor("--seconds", "0.5", env={**pulse, **home, "PULSE_SOURCE": "doctor_sine"})
+def test_doctor_reports_the_microphone_level(devices: dict[str, str], home: dict[str, str]) -> None:
+    result = doctor("--seconds", "0.5", env={**devices, **home, "PULSE_SOURCE": "doctor_sine"})
     mic = line(result.stdout, "[ok] microphone")
     rms = float(re.search(r"level (-?[\d.]+) dBFS", mic).group(1))  # type: ignore[union-attr]
     peak = float(re.search(r"peak (-?[\d.]+) dBFS", mic).group(1))  # type: ignore[union-attr]
@@ -127,8 +118,8 @@ def test_doctor_reports_the_microphone_level(pulse: dict[str, str], home: dict[s
 
 
 @pytest.mark.audio
-def test_doctor_missing_devices_fail(pulse: dict[str, str], home: dict[str, str]) -> None:
-    result = doctor(env={**pulse, **home}, before=("--input", "No Such Mic", "--output", "99"))
+def test_doctor_missing_devices_fail(devices: dict[str, str], home: dict[str, str]) -> None:
+    result = doctor(env={**devices, **home}, before=("--input", "No Such Mic", "--output", "99"))
     assert result.returncode == 1
     mic = line(result.stdout, "[FAIL] no microphone: input 'No Such Mic'")
     assert "— fix: plug in the USB microphone, then choose it with [audio] input" in mic
