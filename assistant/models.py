@@ -52,9 +52,16 @@ _CHUNK = 1 << 16
 
 
 def models_dir() -> Path:
-    """Where models are installed: ``CRAMP_COACH_MODELS`` or ``<data dir>/models``."""
+    """Where models are installed: ``CRAMP_COACH_MODELS``, else the config's ``models_dir``
+    (``[speech] models_dir`` / ``CRAMP_COACH_MODELS_DIR``), else ``<data dir>/models``."""
     override = os.environ.get("CRAMP_COACH_MODELS")
-    return Path(override).expanduser() if override else data_dir() / "models"
+    if override:
+        return Path(override).expanduser()
+    try:
+        from .config import load_config
+    except ImportError:  # pragma: no cover - config module not available
+        return data_dir() / "models"
+    return Path(load_config().models_dir)
 
 
 def model_problem(path: Path) -> str | None:

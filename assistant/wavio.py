@@ -20,10 +20,13 @@ TARGET_RATE = 16000
 def to_int16_mono(samples: np.ndarray, rate: int, target_rate: int = TARGET_RATE) -> np.ndarray:
     """Float or int samples (frames × channels, or 1-D) → int16 mono at ``target_rate``."""
     data = np.asarray(samples)
+    if data.dtype == np.int16 and rate == target_rate and (data.ndim == 1 or data.shape[1] == 1):
+        return data.reshape(-1).astype(np.int16)  # already in the recognizers' format
     if data.dtype.kind in "iu":
         info = np.iinfo(data.dtype)
-        scale = float(max(abs(info.min), info.max))
-        offset = (info.max + info.min + 1) / 2 if data.dtype.kind == "u" else 0.0
+        unsigned = data.dtype.kind == "u"  # 8-bit WAV: 0..255 around 128
+        scale = (info.max + 1) / 2 if unsigned else float(-info.min)
+        offset = scale if unsigned else 0.0
         data = (data.astype(np.float64) - offset) / scale
     data = data.astype(np.float32)
     if data.ndim == 2:
@@ -32,7 +35,7 @@ def to_int16_mono(samples: np.ndarray, rate: int, target_rate: int = TARGET_RATE
         import soxr
 
         data = soxr.resample(data, rate, target_rate)
-    return np.clip(np.rint(data * 32767.0), -32768, 32767).astype(np.int16)
+    return np.clip(np.rint(data * 32768.0), -32768, 32767).astype(np.int16)
 
 
 def read_wav(path: Path | str, target_rate: int = TARGET_RATE) -> np.ndarray:
