@@ -165,3 +165,12 @@ def test_config_command_shows_values_and_sources(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert f"{path}:2: bad value 1000 for voice.rate: allowed range 80 to 450" in bad.stderr
+
+
+def test_bad_config_stops_the_coach_at_start_up(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[speech]\nengine = "whisper"\n')
+    env = dict(os.environ, CRAMP_COACH_CONFIG=str(path))
+    result = subprocess.run([sys.executable, "-m", "assistant.cli", "--text"], env=env, input="",
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{path}:2: bad value 'whisper' for speech.engine: allowed: auto, vosk, pocketsphinx" in result.stderr
