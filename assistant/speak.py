@@ -349,7 +349,7 @@ class DeviceSpeaker:
                  1000 * self._stream.latency)
 
     def _finished(self) -> None:
-        log.warning("speaker stream stopped")
+        log.debug("speaker stream closed")
 
     def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         out = outdata[:, 0]
