@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         return run_live(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
     except UserFacingError as exc:
         print(f"cramp-coach: {exc}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ from typing import IO, Any
 
 from .config import Config
 from .dialog import Coach, Settings
+from .errors import UserFacingError
 from .events import Action, Event, Record, to_dict
 from .prompts import Content, load_content
 from .timers import Clock
@@ -52,6 +53,11 @@ class Session:
 def open_session(config: Config, clock: Clock, *, seed: int | None = None, use_diary: bool = True) -> Session:
     """Load and validate prompts, open the diary, build the coach."""
     content = load_content(config.prompts_dir)
+    if content.intents.intents.language != config.prompts_language:
+        raise UserFacingError(
+            f"{content.intents.path}: the prompts are in {content.intents.intents.language!r} but the "
+            f"configuration asks for {config.prompts_language!r}; set [coach] prompts_language or prompts_dir"
+        )
     diary = _open_diary(config) if use_diary else None
     settings = Settings(silence_timeout=config.silence_timeout, speech_rate_wpm=float(config.rate),
                         hold_seconds=config.hold_seconds)
