@@ -93,7 +93,7 @@ class PocketSphinxRecognizer:
         self.intent_set = intent_set
         self.garbage = garbage
         options = {**DECODER_OPTIONS, **decoder_options}
-        self._decoder = Decoder(lm=None, samprate=SAMPLE_RATE, loglevel="ERROR", **options)
+        self._decoder = Decoder(lm=None, samprate=SAMPLE_RATE, loglevel="FATAL", **options)
         self._searches: dict[tuple[str, ...] | None, str] = {}
         self._pending: tuple[str, ...] | None = None
         self._active: str | None = None
