@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .config import config_for
+from .echo import echo_score
 
 if TYPE_CHECKING:
     from .loop import TurnTaking
@@ -98,28 +99,36 @@ class LiveLoop:
         if self.mic is None:
             time.sleep(wait)
         if chunk is not None and len(chunk.samples):
-            self._audio(chunk.samples)
+            self._audio(chunk.samples, chunk.t)
         self._results()
         self.tt.poll()
 
-    def _audio(self, samples: np.ndarray) -> None:
+    def _audio(self, samples: np.ndarray, t: float) -> None:
         seg = self.endpointer.process(samples)
         if seg.started:
             self.ctx = self.tt.utterance_started()
             self.fed_seconds = 0.0
+            self.utterance: list[np.ndarray] = []
             self.worker.start(self.ctx)
             log.debug("speech started (barge-in grammar: %s)", self.ctx.barge_in)
         if self.ctx is not None:
+            self.utterance.extend(seg.audio)
             for block in seg.audio:
                 if self.ctx.barge_in and self.fed_seconds >= BARGE_IN_MAX_SECONDS:
                     break
                 self.worker.audio(block.tobytes())
                 self.fed_seconds += len(block) / 16000
         if seg.ended and self.ctx is not None:
-            if self.ctx.barge_in and self.fed_seconds >= BARGE_IN_MAX_SECONDS:
-                self.worker.end(dataclasses.replace(self.ctx, too_long=True))
-            else:
-                self.worker.end(self.ctx)
+            ctx = self.ctx
+            if ctx.coach_text:  # begun over (or just after) the coach's voice: is it its echo?
+                history = getattr(self.tt.speaker, "history", None)
+                if history is not None and self.utterance:
+                    score = echo_score(np.concatenate(self.utterance), t, history)
+                    ctx = dataclasses.replace(ctx, echo_score=score)
+                    log.debug("echo score %.2f", score)
+            if ctx.barge_in and self.fed_seconds >= BARGE_IN_MAX_SECONDS:
+                ctx = dataclasses.replace(ctx, too_long=True)
+            self.worker.end(ctx)
             self.ctx = None
 
     def _results(self) -> None:

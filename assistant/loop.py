@@ -10,6 +10,8 @@ happen so the two behave the same:
   finished speaking;
 - half-duplex with barge-in: an utterance that *starts* while the coach is speaking is
   recognized only against the tiny barge-in grammar (stop / pause / wait / repeat);
+- an utterance whose loudness follows what the speaker just played is the coach's own
+  voice (:mod:`assistant.echo`), whatever the recognizer made of it;
 - an echo gate rejects an utterance (begun while speaking or within ``ECHO_TAIL``
   after) whose words are all words the coach was saying at that moment — its own voice
   coming back through the microphone.
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .dialog import BARGE_IN_INTENTS, Coach
+from .echo import ECHO_LIMIT
 from .events import Action, EndSession, Heard, Listen, Say, Silence, StopSpeaking, Tick
 from .intents import IntentSet, normalize
 from .runtime import EventLog, Session
@@ -59,6 +62,8 @@ class UtteranceContext:
     """What the coach was saying around then, up to ``ECHO_TAIL`` after (the echo gate)."""
     too_long: bool = False
     """Begun over the coach's voice and longer than any barge-in word: not a command."""
+    echo_score: float = 0.0
+    """How closely the sound followed what the speaker played (:mod:`assistant.echo`)."""
 
 
 class TurnTaking:
@@ -178,6 +183,11 @@ class TurnTaking:
                         match_intent: str | None, slots: dict[str, str]) -> None:
         """The recognizer's result for an utterance begun with ``ctx``."""
         self.user_speaking = False
+        if ctx.echo_score >= ECHO_LIMIT:
+            self.echo_rejections += 1
+            self.events.write({"type": "ignored", "text": text, "reason": "echo_audio",
+                               "score": round(ctx.echo_score, 2)})
+            return
         if ctx.coach_text and is_echo(text, ctx.coach_text):
             self.echo_rejections += 1
             self.events.write({"type": "ignored", "text": text, "reason": "echo"})

@@ -8,8 +8,9 @@ empties the queue, so the sound ends within one block plus the device latency.
 
 pyttsx3 2.99 quirks found here (see docs/live.md): the espeak driver prints
 "Audio saved to ..." on stdout after every file, ``runAndWait`` never returns for an
-empty string, now and then (~1 in 50) it saves an empty WAV, and the engine is a
-per-process singleton that must not be driven from two threads at once.
+empty string, now and then (~1 in 50) it saves an empty WAV, voice/rate changes after
+the first render do not reliably apply, and the engine is a per-process singleton that
+must not be driven from two threads at once.
 :class:`EspeakRenderer` therefore owns the engine in one worker thread, never renders
 blank text, retries an empty result, waits with a timeout and filters that stdout line.
 """
@@ -101,21 +102,27 @@ class _QuietPyttsx3Stdout:
         return getattr(self._inner, name)
 
 
-class EspeakRenderer:
-    """pyttsx3 + espeak-ng, driven from one dedicated worker thread."""
+class _Pyttsx3Worker:
+    """The one thread that drives pyttsx3's per-process engine, for every renderer."""
 
-    def __init__(self, settings: VoiceSettings = VoiceSettings(), timeout: float = 10.0) -> None:
-        self.settings = settings
-        self.timeout = timeout
-        self._requests: queue.Queue[tuple[str, Path, threading.Event, list[BaseException]]] = queue.Queue()
-        self._tmp = Path(tempfile.mkdtemp(prefix="cramp-coach-tts-"))
+    _instance: _Pyttsx3Worker | None = None
+    _instance_lock = threading.Lock()
+
+    @classmethod
+    def get(cls, timeout: float) -> _Pyttsx3Worker:
+        with cls._instance_lock:
+            if cls._instance is None:
+                cls._instance = cls(timeout)
+            return cls._instance
+
+    def __init__(self, timeout: float) -> None:
+        Request = tuple[str, Path, VoiceSettings, threading.Event, list[BaseException]]
+        self.requests: queue.Queue[Request] = queue.Queue()
         self._ready = threading.Event()
         self._init_error: list[BaseException] = []
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._work, name="pyttsx3", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(self.timeout):
-            raise TTSError(f"pyttsx3 did not start within {self.timeout:.0f} s")
+        threading.Thread(target=self._work, name="pyttsx3", daemon=True).start()
+        if not self._ready.wait(timeout):
+            raise TTSError(f"pyttsx3 did not start within {timeout:.0f} s")
         if self._init_error:
             raise TTSError(f"pyttsx3/espeak-ng could not start: {self._init_error[0]}. "
                            "Install espeak-ng (apt install espeak-ng).")
@@ -127,23 +134,44 @@ class EspeakRenderer:
             import pyttsx3
 
             engine = pyttsx3.init()
-            if self.settings.voice:
-                engine.setProperty("voice", self.settings.voice)
-            engine.setProperty("rate", int(self.settings.rate))
-            engine.setProperty("volume", float(self.settings.volume))
         except BaseException as exc:  # noqa: BLE001 - reported to the constructor
             self._init_error.append(exc)
             self._ready.set()
             return
         self._ready.set()
+        applied: VoiceSettings | None = None
+        warned = False
         while True:
-            text, path, done, errors = self._requests.get()
+            text, path, settings, done, errors = self.requests.get()
             try:
+                # pyttsx3 2.99 applies voice/rate reliably only before the first render
+                # (later changes are queued off by one, and a rate set after a voice
+                # change is ignored): one voice per process.
+                if applied is None:
+                    if settings.voice:
+                        engine.setProperty("voice", settings.voice)
+                    engine.setProperty("rate", int(settings.rate))
+                    engine.setProperty("volume", float(settings.volume))
+                    applied = settings
+                elif settings != applied and not warned:
+                    log.warning("pyttsx3 keeps its first voice settings (%s); ignoring %s", applied, settings)
+                    warned = True
                 engine.save_to_file(text, str(path))
                 engine.runAndWait()
             except BaseException as exc:  # noqa: BLE001 - reported to the caller
                 errors.append(exc)
             done.set()
+
+
+class EspeakRenderer:
+    """pyttsx3 + espeak-ng with these voice settings (all share one worker thread)."""
+
+    def __init__(self, settings: VoiceSettings = VoiceSettings(), timeout: float = 10.0) -> None:
+        self.settings = settings
+        self.timeout = timeout
+        self._worker = _Pyttsx3Worker.get(timeout)
+        self._tmp = Path(tempfile.mkdtemp(prefix="cramp-coach-tts-"))
+        self._lock = threading.Lock()
 
     def render(self, text: str) -> Rendered:
         text = " ".join(text.split())
@@ -164,7 +192,7 @@ class EspeakRenderer:
             path.unlink(missing_ok=True)
             done = threading.Event()
             errors: list[BaseException] = []
-            self._requests.put((text, path, done, errors))
+            self._worker.requests.put((text, path, self.settings, done, errors))
             if not done.wait(self.timeout):
                 raise TTSError(f"pyttsx3 did not render {text[:40]!r} within {self.timeout:.0f} s")
             if errors:
@@ -336,6 +364,10 @@ class DeviceSpeaker:
         """monotonic time until which queued audio is still coming out of the device."""
         self._playing_text: str | None = None
         self.stop_requested_at: float | None = None
+        from .echo import PlaybackHistory
+
+        self.history = PlaybackHistory()
+        """Loudness of what was played, for telling the coach's echo from the person."""
         resample(np.zeros(64, np.int16), 22050, self.rate + 1)  # import soxr now, not on the first reply
         self._open()
 
@@ -370,6 +402,7 @@ class DeviceSpeaker:
             elif self._playing_text is not None and time.monotonic() >= self._busy_until:
                 self._playing_text = None
         out[filled:] = 0
+        self.history.add(time.monotonic() + self._stream.latency, out)
 
     def _ensure_open(self) -> None:
         if self._stream is not None and self._stream.active:

@@ -1,9 +1,9 @@
 """Shared fixtures: PulseAudio virtual devices for tests that use real audio streams.
 
-``pulse`` (session-scoped) makes sure a PulseAudio daemon with the virtual devices of
-``.ci/pulse.sh`` is running (``speaker`` and ``micfeed`` null sinks, ``mic`` source),
-points this process and its subprocesses at it (XDG_RUNTIME_DIR, PULSE_SERVER) and
-returns a :class:`Pulse` helper. sounddevice reaches it through the ALSA device
+``pulse`` (session-scoped) starts a private PulseAudio daemon with the virtual devices
+of ``.ci/pulse.sh`` (``speaker`` and ``micfeed`` null sinks, ``mic`` source), points
+this process and its subprocesses at it (XDG_RUNTIME_DIR, PULSE_SERVER) and returns a
+:class:`Pulse` helper. sounddevice reaches it through the ALSA device
 ``pulse``. Tests are skipped only when PulseAudio is not installed at all.
 """
 
@@ -91,33 +91,47 @@ class Recorder:
         return self.samples()
 
 
-def _reachable(env: dict[str, str]) -> bool:
-    return subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode == 0
-
-
 @pytest.fixture(scope="session")
-def pulse() -> Iterator[Pulse]:
-    """PulseAudio with virtual devices; started with .ci/pulse.sh if not already running."""
+def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pulse]:
+    """PulseAudio with virtual devices, private to this test session.
+
+    A private daemon (started with .ci/pulse.sh in a temporary runtime dir, stopped at
+    the end) means nothing else playing into a shared ``micfeed`` — another test run, a
+    benchmark — can talk to the coach under test. Set ``CRAMP_PULSE_DIR`` to use (and
+    keep) a daemon in that directory instead.
+    """
     if shutil.which("pulseaudio") is None or shutil.which("pactl") is None:
         pytest.skip("PulseAudio is not installed (apt install pulseaudio pulseaudio-utils libasound2-plugins)")
     env = dict(os.environ)
-    if "CRAMP_PULSE_DIR" not in env and env.get("XDG_RUNTIME_DIR") and _reachable(env) and \
-            "micfeed" in subprocess.run(["pactl", "list", "short", "sinks"], env=env,
-                                        capture_output=True, text=True).stdout:
-        runtime_dir = env["XDG_RUNTIME_DIR"]  # CI already started it
-    else:
-        out = subprocess.run(["bash", str(PULSE_SH)], env=env, capture_output=True, text=True)
-        if out.returncode != 0:
-            pytest.fail(f".ci/pulse.sh failed: {out.stderr.strip()}")
-        runtime_dir = out.stdout.strip().splitlines()[-1]
+    private = "CRAMP_PULSE_DIR" not in env
+    if private:
+        env["CRAMP_PULSE_DIR"] = str(tmp_path_factory.mktemp("pulse"))
+    env.pop("PULSE_SERVER", None)
+    out = subprocess.run(["bash", str(PULSE_SH)], env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.fail(f".ci/pulse.sh failed: {out.stderr.strip()}")
+    runtime_dir = out.stdout.strip().splitlines()[-1]
     pulse = Pulse(runtime_dir)
+    saved = {k: os.environ.get(k) for k in ("XDG_RUNTIME_DIR", "PULSE_SERVER")}
     os.environ["XDG_RUNTIME_DIR"] = runtime_dir
     os.environ["PULSE_SERVER"] = f"unix:{runtime_dir}/pulse/native"
-    if "sounddevice" in sys.modules:  # PortAudio lists ALSA's "pulse" device only if it was reachable at init
+    _reinit_portaudio()
+    yield pulse
+    if private:
+        subprocess.run(["pulseaudio", "-k"], env=pulse.env, capture_output=True)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def _reinit_portaudio() -> None:
+    """PortAudio lists ALSA's "pulse" device only if the server was reachable at init."""
+    if "sounddevice" in sys.modules:
         sd = sys.modules["sounddevice"]
         sd._terminate()
         sd._initialize()
-    yield pulse
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
