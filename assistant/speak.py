@@ -181,8 +181,8 @@ class EspeakRenderer:
             rendered = self._render_once(text)
             if len(rendered.samples) or not any(c.isalnum() for c in text):
                 return rendered
-            # pyttsx3 2.99 + async espeak-ng now and then saves an empty WAV (a race in its
-            # synth callback, about 1 in 50 renders here): render again.
+            # pyttsx3 2.99 + async espeak-ng now and then saves an empty WAV, or none (a
+            # race in its synth callback, about 1 in 50 renders here): render again.
             log.info("pyttsx3 rendered nothing for %r (attempt %d); retrying", text[:40], attempt)
         raise TTSError(f"pyttsx3 rendered no audio for {text[:40]!r}")
 
@@ -197,6 +197,8 @@ class EspeakRenderer:
                 raise TTSError(f"pyttsx3 did not render {text[:40]!r} within {self.timeout:.0f} s")
             if errors:
                 raise TTSError(f"pyttsx3 failed on {text[:40]!r}: {errors[0]}")
+            if not path.exists():  # the same race sometimes leaves no file at all
+                return Rendered(text, np.zeros(0, np.int16), 22050)
             return _read_wav(path, text)
 
 
