@@ -121,7 +121,7 @@ def test_cramp_report_answered_then_stop_cuts_it(pulse: Pulse, coach: Coach, tur
         assert stopped is not None
         said = coach.wait_for(lambda e: e["type"] == "say" and e["key"] == "commands.stopped", 5)
         assert said
-        time.sleep(2.0)  # let the capture cover a second and more after the cut
+        time.sleep(2.5)  # let the capture cover 2.3 s after the cut
     finally:
         mic_rec.stop()
         spk_rec.stop()
@@ -134,11 +134,18 @@ def test_cramp_report_answered_then_stop_cuts_it(pulse: Pulse, coach: Coach, tur
     # Locate the instruction's start: the best envelope match between the user's sentence and "stop".
     lo, hi = int(np.searchsorted(times, speech_end)) // 160, int(np.searchsorted(times, stop_end)) // 160
     start = _align(env_rec, env_line[:150], lo, hi)
-    before = _corr(env_rec, env_line, start, 0, int((stop_end - times[start * 160]) * 100) - 20)
-    assert before > 0.8, f"the speaker did not carry the instruction (r={before:.2f})"
-    cut_offset = int((stop_end - times[start * 160]) * 100) + 100  # 1 s after "stop" ended
-    after = _corr(env_rec, env_line, start, cut_offset, cut_offset + 100)
-    assert after < 0.5, f"the instruction still played 1 s after stop (r={after:.2f})"
+    t_start = times[start * 160]
+
+    def match_at(t: float) -> float:
+        """Best local match of 1.5 s of capture from time t with the instruction (±0.3 s drift)."""
+        i = int(np.searchsorted(times, t)) // 160
+        offset = int((t - t_start) * 100)
+        return max(_corr_window(env_rec, env_line, i, offset + lag) for lag in range(-30, 31, 2))
+
+    before = match_at(stop_end - 1.7)
+    assert before > 0.6, f"the speaker did not carry the instruction (r={before:.2f})"
+    after = match_at(stop_end + 0.8)
+    assert after < 0.5, f"the instruction still played after stop (r={after:.2f})"
     events = coach.events()
     assert [e["intent"] for e in events if e["type"] == "heard"] == ["cramp_start", "stop"]
 
@@ -167,11 +174,14 @@ def _align(env: np.ndarray, probe: np.ndarray, lo: int, hi: int) -> int:
     return best
 
 
-def _corr(env: np.ndarray, line: np.ndarray, start: int, a: int, b: int) -> float:
-    b = min(b, len(line), len(env) - start)
-    if b - a < 20:
+def _corr_window(env: np.ndarray, line: np.ndarray, i: int, j: int, n: int = 150) -> float:
+    """Correlation of env[i:i+n] with line[j:j+n] (0 when out of range or flat)."""
+    if i < 0 or j < 0 or i + n > len(env) or j + n > len(line):
         return 0.0
-    return float(np.corrcoef(env[start + a:start + b], line[a:b])[0, 1])
+    a, b = env[i:i + n], line[j:j + n]
+    if a.std() == 0 or b.std() == 0:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 def test_own_voice_looped_into_the_mic_is_ignored(pulse: Pulse, tmp_path: Path, turns: dict[str, Path]) -> None:
