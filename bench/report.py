@@ -107,6 +107,13 @@ def markdown(results: dict[str, Any], title: str = "# Benchmark results", level:
             for kind, row in acc["per_noise"].items():
                 out.append(f"| {kind} | " + " | ".join(_fmt(row.get(c), "fraction") for c in conds) + " |")
             out.append("")
+        if acc.get("per_voice"):
+            conds = list(acc["per_condition"])
+            out.append("| voice | " + " | ".join(conds) + " |")
+            out.append("|---|" + "---|" * len(conds))
+            for voice, row in acc["per_voice"].items():
+                out.append(f"| {voice} | " + " | ".join(_fmt(row.get(c), "fraction") for c in conds) + " |")
+            out.append("")
         out.append(f"Decoder CPU real-time factor over the set: {acc.get('decode_cpu_rtf')}.")
         out.append("")
     if (RESULTS / "accuracy_vs_snr.png").exists():

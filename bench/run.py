@@ -33,6 +33,14 @@ if str(ROOT) not in sys.path:
 
 from bench.common import RESULTS, machine, vosk_english_model  # noqa: E402
 
+BESTPATH = (
+    'PocketSphinx builds a word lattice for the best-path rescoring in `decoder.hyp()` (default '
+    'bestpath=yes); with the garbage loop on noisy audio that lattice is huge — measured 15 s inside '
+    'hyp() for a 2 s utterance at 6 dB, holding the GIL. Decoder(bestpath=False) (one entry in '
+    'assistant/listen.py DECODER_OPTIONS) measured RTF 0.044 instead of 0.45 with the same accuracy on a '
+    '162-utterance slice (clean 55.6% vs 53.7%, 12 dB 9.3% vs 13.0%, n=54 each); the posterior it gives '
+    'up is ~1.0 for every PocketSphinx result anyway (docs/speech-in.md)'
+)
 SECTIONS = ("accuracy", "false_accept", "latency", "compute", "cue_timing")
 log = logging.getLogger("bench")
 
@@ -92,13 +100,7 @@ def gaps(results: dict[str, Any]) -> list[str]:
         by = f" (missed by {abs(gap) * 100:.1f} points)" if t.get("unit") == "fraction" and gap is not None \
             and "accuracy" in name else (f" (missed by {gap:g} {t.get('unit', '')})" if gap is not None else "")
         if "accuracy" in name:
-            fix = ("the embedded PocketSphinx decoder loses most commands under noise — its garbage loop absorbs "
-                   "noisy speech. What would close it: a noise front-end before decoding (spectral subtraction / "
-                   "Wiener filter on the 16 kHz stream, or the microphone's own noise suppression), fewer and "
-                   "lower-weighted garbage words (assistant/grammar.py GARBAGE_WORDS/GARBAGE_WEIGHT) tuned on "
-                   "this benchmark together with the false-acceptance figure, a lower confidence floor in noise, "
-                   "and above all the Vosk small English model (`cramp-coach models install`), whose acoustic "
-                   "model is trained for noise (Picovoice Rhino reaches 97.6% over 6-24 dB kitchen/cafe noise)")
+            fix = accuracy_advice(results, name.split(", ")[-1])
         elif "false triggers" in name:
             fix = ("raise the confidence floor for the idle context only (assistant/listen.py DEFAULT_FLOOR is "
                    "global), require the whole utterance to be in-grammar (no garbage words around a command in "
@@ -108,8 +110,7 @@ def gaps(results: dict[str, Any]) -> list[str]:
                    "grammar allows an early decision, and decode incrementally so only the last frames remain "
                    "at end of speech")
         elif "real-time factor" in name:
-            fix = ("narrower PocketSphinx beams and a smaller per-context grammar (fewer garbage words); noisy "
-                   "audio costs most, so a noise front-end also cuts decoding time")
+            fix = BESTPATH
         elif "idle" in name:
             fix = "decode only after the endpointer fires (already), and raise the VAD start threshold in steady noise"
         elif "memory" in name:
@@ -117,11 +118,34 @@ def gaps(results: dict[str, Any]) -> list[str]:
         elif "start-up" in name:
             fix = "import heavy modules lazily and compile grammars after the first Listen"
         elif "cue" in name or "drift" in name:
-            fix = "tick from the loop at the exact deadline (LiveLoop.step already waits until next_wakeup)"
+            fix = ("late cues here come from the recognizer thread holding the GIL while it finishes an "
+                   "utterance, which freezes the loop that fires the countdown. " + BESTPATH
+                   + "; decoding in a subprocess would also isolate the loop")
         else:
             fix = "see the section above"
         out.append(f"{name}: measured {value} vs target {t['target']}{by}. {fix}.")
     return out
+
+
+def accuracy_advice(results: dict[str, Any], cond: str) -> str:
+    """What the per-voice figures say, and what would close an accuracy gap."""
+    acc = results.get("accuracy", {}).get(results.get("engine", "pocketsphinx"), {})
+    voices = {v: row.get(cond) for v, row in acc.get("per_voice", {}).items() if row.get(cond) is not None}
+    spread = ""
+    if voices:
+        best, worst = max(voices, key=voices.__getitem__), min(voices, key=voices.__getitem__)
+        spread = (f"By voice: {best} {100 * voices[best]:.0f}%, {worst} {100 * voices[worst]:.0f}% — "
+                  "PocketSphinx's US-English acoustic model copes with the neural Piper voice far better than "
+                  "with espeak-ng's formant voices. ")
+    return (spread + "Experiments on a small slice of this set (bench run with patched settings, not committed): "
+            "the garbage-word weight (assistant/grammar.py GARBAGE_WEIGHT 0.5 → 0.005) changes nothing; "
+            "removing the garbage loop raises clean accuracy ~10 points and 12 dB ~13 points but multiplies "
+            "false triggers ~40×; a spectral-subtraction front-end (noise estimated from the pre-roll) adds ~7 "
+            "points at 12 dB and nothing at 6 dB. So the embedded engine cannot reach these targets by tuning. "
+            "What would close it: the Vosk small English model (`cramp-coach models install`; its acoustic model "
+            "is trained on noisier, varied speech — Picovoice Rhino, a comparable speech-to-intent engine, "
+            "averages 97.6% over 6–24 dB kitchen/cafe noise), plus a noise-suppressing USB microphone or "
+            "front-end; re-run this benchmark with a model installed to confirm")
 
 
 def main(argv: list[str] | None = None) -> int:
