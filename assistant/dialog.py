@@ -29,6 +29,7 @@ from .events import (
     Record,
     Say,
     Silence,
+    SpeechTiming,
     StateChanged,
     StopSpeaking,
     Tick,
@@ -142,6 +143,8 @@ class Coach:
             self._on_silence()
         elif isinstance(event, Tick):
             self._on_tick()
+        elif isinstance(event, SpeechTiming):
+            self._on_speech_timing(event)
         else:  # pragma: no cover - typing guards this
             raise TypeError(f"not an event: {event!r}")
         return self._flush()
@@ -228,6 +231,13 @@ class Coach:
             self._reprompt(level=2)
         else:
             self._safe_default()
+
+    def _on_speech_timing(self, timing: SpeechTiming) -> None:
+        """Start the hold when its instruction has really been said, not when estimated."""
+        hold = self.hold
+        if self.state == "hold" and hold is not None and hold.untouched and not hold.paused \
+                and timing.key == self._routine().instruction.key:
+            hold.started_at = timing.ends_at + self.settings.settle_seconds
 
     def _not_understood(self) -> None:
         if self.state in ("idle", "hold", "paused"):

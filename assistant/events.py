@@ -1,6 +1,7 @@
 """The events that flow through the coach: audio → recognizer → intent → dialog → speech.
 
-Events go *into* the dialog core (:class:`Heard`, :class:`Silence`, :class:`Tick`);
+Events go *into* the dialog core (:class:`Heard`, :class:`Silence`, :class:`Tick`,
+:class:`SpeechTiming`);
 actions come *out* of it (:class:`Say`, :class:`StopSpeaking`, :class:`Listen`,
 :class:`StateChanged`, :class:`Record`, :class:`EndSession`). Runners (keyboard, live
 audio, simulation) only translate these to and from devices, so every conversation
@@ -38,6 +39,18 @@ class Silence:
 @dataclass(frozen=True)
 class Tick:
     """Time has passed: fire due countdown cues and deadlines (the core reads its clock)."""
+
+
+@dataclass(frozen=True)
+class SpeechTiming:
+    """The runner has started saying the line ``key``; it ends at clock time ``ends_at``.
+
+    Lets a hold start when its instruction has really been said instead of when the
+    coach estimated it would be. Runners that cannot tell (the keyboard) never send it.
+    """
+
+    key: str
+    ends_at: float
 
 
 # ---------------------------------------------------------------- actions out
@@ -94,7 +107,7 @@ class EndSession:
     """The keyboard runner may exit; live runners go back to idle listening."""
 
 
-Event = Heard | Silence | Tick
+Event = Heard | Silence | Tick | SpeechTiming
 Action = Say | StopSpeaking | Listen | StateChanged | Record | EndSession
 
 
@@ -102,7 +115,7 @@ def to_dict(item: Event | Action) -> dict[str, Any]:
     """``{"type": "say", ...fields}`` for the JSON Lines event log."""
     names = {Say: "say", Heard: "heard", StateChanged: "state", Listen: "listen",
              Record: "record", StopSpeaking: "stop_speaking", Silence: "silence",
-             Tick: "tick", EndSession: "end"}
+             Tick: "tick", EndSession: "end", SpeechTiming: "speech_timing"}
     out: dict[str, Any] = {"type": names[type(item)]}
     out.update(asdict(item))
     return out

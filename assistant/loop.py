@@ -27,7 +27,7 @@ from typing import Protocol
 
 from .dialog import BARGE_IN_INTENTS, Coach
 from .echo import ECHO_LIMIT
-from .events import Action, EndSession, Heard, Listen, Say, Silence, StopSpeaking, Tick
+from .events import Action, EndSession, Heard, Listen, Say, Silence, SpeechTiming, StopSpeaking, Tick
 from .intents import IntentSet, normalize
 from .runtime import EventLog, Session
 from .timers import Clock
@@ -129,6 +129,7 @@ class TurnTaking:
                 duration = 0.0
             self.spoken_until = now + duration
             self.recent_lines.append((now, now + duration, say.text))
+            self.apply(self.coach.handle(SpeechTiming(say.key, now + duration)))
 
     @property
     def quiet(self) -> bool:

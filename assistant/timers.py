@@ -71,6 +71,7 @@ class Hold(Generic[T]):
     """How late (s) a droppable entry may still be delivered."""
     _paused_at: float | None = None
     _paused_total: float = 0.0
+    _fired: bool = False
 
     def __post_init__(self) -> None:
         self.entries = sorted(self.entries, key=lambda e: e.offset)
@@ -109,10 +110,16 @@ class Hold(Generic[T]):
             return None
         return self.due_at(self.entries[0])
 
+    @property
+    def untouched(self) -> bool:
+        """Nothing has fired yet, so the start may still be moved."""
+        return not self._fired
+
     def pop_due(self, now: float) -> list[tuple[Entry[T], float]]:
         """Entries due by ``now`` with their due times, late ones dropped or merged."""
         if self.paused:
             return []
+        self._fired = self._fired or any(self.due_at(e) <= now for e in self.entries)
         due = [e for e in self.entries if self.due_at(e) <= now]
         self.entries = [e for e in self.entries if self.due_at(e) > now]
         kept: list[Entry[T]] = []

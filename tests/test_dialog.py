@@ -8,7 +8,7 @@ import pytest
 from dialog_driver import Driver, MemoryDiary, content, said_keys
 
 from assistant.dialog import CONTEXTS, GLOBAL_INTENTS, RELIEF_LIMIT_S
-from assistant.events import Listen, Say, StopSpeaking
+from assistant.events import Listen, Say, SpeechTiming, StopSpeaking
 
 
 def start_cramp(d: Driver, **slots: str) -> None:
@@ -453,3 +453,29 @@ def test_disclaimer_said_once_during_the_first_hold_of_a_first_use() -> None:
     d2 = Driver(diary=MemoryDiary([datetime.now(UTC)]))
     start_cramp(d2)
     assert "relief.disclaimer" not in said_keys(d2.finish_hold())
+
+
+def test_hold_starts_when_the_runner_says_the_instruction_really_ended() -> None:
+    d = Driver()
+    start_cramp(d)
+    estimated = d.coach.hold.started_at
+    instruction = d.said()[-1]
+    # The acknowledgement took a while; the instruction started at 2.0 s and ends at 14.0 s.
+    d.clock.set(2.0)
+    d._apply(d.coach.handle(SpeechTiming("relief.start", 2.0)))
+    assert d.coach.hold.started_at == estimated  # other lines do not move it
+    d._apply(d.coach.handle(SpeechTiming(instruction.key, 14.0)))
+    assert d.coach.hold.started_at == pytest.approx(14.0 + 1.5)
+    d.finish_hold()
+    release = [t for t, a in d.log if isinstance(a, Say) and a.key == "countdown.0"]
+    assert release == [pytest.approx(15.5 + 30)]
+
+
+def test_speech_timing_never_moves_a_hold_that_has_begun() -> None:
+    d = Driver()
+    start_cramp(d)
+    s = d.coach.hold.started_at
+    key = d.said()[-1].key
+    d.tick_until(s + 10.0)  # the 20-seconds-left cue has fired
+    d._apply(d.coach.handle(SpeechTiming(key, s + 20.0)))
+    assert d.coach.hold.started_at == s
