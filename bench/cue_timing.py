@@ -212,6 +212,7 @@ def run(smoke: bool, seconds: float | None = None) -> dict[str, Any]:
                   "max_abs_last_minus_first_in_a_hold_ms": _r(max((abs(v) for v in drift_per_hold), default=None))},
         "user_turns": user_turns,
         "coach_lines": len(speaker.said),
+        "utterances_heard": [f"{k}: {t}" for k, t in heard_log[:30]],
         "user_utterances_understood": sum(1 for k, _ in heard_log if k not in ("ignored", "None")),
         "user_utterances_not_understood_or_ignored": sum(1 for k, _ in heard_log if k in ("ignored", "None")),
         "targets": [
