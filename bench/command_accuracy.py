@@ -255,7 +255,7 @@ def run(engine: str, model: Path | None, smoke: bool, jobs: int, per_intent: int
     if smoke:
         utts, info = plan(intent_set, 1, VOICES, (6.0,), all_voices=False)
     else:
-        utts, info = plan(intent_set, per_intent or 2, VOICES, SNRS, voices_per_sentence=4)
+        utts, info = plan(intent_set, per_intent or 4, VOICES, SNRS)
     started = time.monotonic()
     outcomes = decode_all(utts, engine, model, jobs)
     summary = summarize(outcomes)

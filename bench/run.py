@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="small subset (CI), results in bench/results/smoke/")
     parser.add_argument("--only", help=f"comma-separated sections: {','.join(SECTIONS)}")
     parser.add_argument("--jobs", type=int, default=2, help="decoder processes for accuracy/false acceptance")
-    parser.add_argument("--per-intent", type=int, default=3, help="held-out sentences per intent (full run)")
+    parser.add_argument("--per-intent", type=int, default=4, help="held-out sentences per intent (full run)")
     parser.add_argument("--ood-minutes", type=float, help="minutes of ordinary talk (default 30, smoke 1)")
     parser.add_argument("--no-report", action="store_true", help="do not regenerate docs/performance.md")
     args = parser.parse_args(argv)
