@@ -58,14 +58,14 @@ def run_latency(smoke: bool) -> dict[str, Any]:
     if proc.returncode != 0 and (not out_json.exists() or out_json.stat().st_mtime == before):
         return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1][:300]}
     data = json.loads(out_json.read_text(encoding="utf-8"))
-    if smoke:  # file the smoke figures under smoke/ and put the full-run files back as they were
-        smoke_dir = RESULTS / "smoke"
-        smoke_dir.mkdir(parents=True, exist_ok=True)
-        for name in ("latency.json", "latency.md"):
-            if (RESULTS / name).exists():
-                (smoke_dir / name).write_bytes((RESULTS / name).read_bytes())
-            if name in kept:
-                (RESULTS / name).write_bytes(kept[name])
+    # bench/latency.py's own result files belong to the live-loop work: put them back as they
+    # were (this run's figures are in results.json; the smoke run also keeps a copy under smoke/).
+    for name in ("latency.json", "latency.md"):
+        if smoke and (RESULTS / name).exists():
+            (RESULTS / "smoke").mkdir(parents=True, exist_ok=True)
+            (RESULTS / "smoke" / name).write_bytes((RESULTS / name).read_bytes())
+        if name in kept:
+            (RESULTS / name).write_bytes(kept[name])
     return data
 
 
