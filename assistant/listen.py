@@ -40,7 +40,12 @@ DEFAULT_FLOOR = 0.35
 # PocketSphinx search beams, narrower than its defaults (1e-48/1e-48/1e-80): decoding
 # is ~4x faster (real-time factor ~0.05 instead of ~0.2 here) with the same accuracy
 # on the generated set (see docs/speech-in.md).
-DECODER_OPTIONS: dict[str, Any] = {"beam": 1e-30, "wbeam": 1e-20, "pbeam": 1e-30}
+# bestpath=False: no lattice rescoring when the hypothesis is read. With the garbage loop
+# on noisy audio that lattice is huge: hyp() took 15 s for a 2 s utterance at 6 dB SNR,
+# holding the GIL (the live loop and its countdown froze). Without it: <1 ms, real-time
+# factor 0.044 instead of 0.45, same accuracy (bench/, docs/benchmarks.md); the posterior
+# it would give is ~1.0 for every result anyway.
+DECODER_OPTIONS: dict[str, Any] = {"beam": 1e-30, "wbeam": 1e-20, "pbeam": 1e-30, "bestpath": False}
 
 
 @dataclass(frozen=True)
