@@ -220,7 +220,7 @@ def run(smoke: bool, seconds: float | None = None) -> dict[str, Any]:
              "value": _r(p99), "unit": "ms", "met": p99 is not None and p99 <= TARGET_P99_MS,
              "gap": None if p99 is None else round(p99 - TARGET_P99_MS, 1)},
             {"name": "no cumulative drift (last cue vs first; slope)",
-             "target": "|last - first| < 30 ms, |slope| < 5 ms/min",
+             "target": "last − first < 30 ms, slope < 5 ms/min (absolute)",
              "value": _r(slope), "unit": "ms/min", "met": no_drift, "gap": None},
         ],
     }
