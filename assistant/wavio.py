@@ -54,7 +54,7 @@ def read_wav(path: Path | str, target_rate: int = TARGET_RATE) -> np.ndarray:
         raise UserFacingError(f"{path}: file not found") from None
     except (wave.Error, EOFError, OSError) as exc:
         raise UserFacingError(
-            f"{path}: not a readable WAV file ({exc or 'the file ends before the WAV header'}). "
+            f"{path}: not a readable WAV file ({str(exc) or 'the file ends before the WAV header'}). "
             "Give a PCM WAV recording, e.g. convert with "
             f"`sox INPUT -r 16000 -c 1 -b 16 {path.stem}-16k.wav`"
         ) from None
