@@ -57,6 +57,8 @@ RELIEF_LIMIT_S = 600.0
 """A cramp still going after this long gets the red-flag advice."""
 PATTERN_WEEKLY_COUNT = 3
 """This many episodes in seven days adds the see-a-professional advice."""
+LONG_RELIEF_S = 300.0
+"""A cramp that took this long to ease adds the see-a-professional advice."""
 
 
 class DiaryView(Protocol):
@@ -97,6 +99,9 @@ class _Episode:
     red_flags: list[str] = field(default_factory=list)
     asked: list[int] = field(default_factory=list)
     question_index: int = -1
+    relief_seconds: float | None = None
+    advised: bool = False
+    """The see-a-professional advice (or a red flag) has been given this episode."""
 
 
 class Coach:
@@ -403,6 +408,7 @@ class Coach:
         assert ep is not None
         self.hold = None
         ep.relief_done = True
+        ep.relief_seconds = self.clock.now() - ep.started_at
         self._record("outcome", result="better")
         self._line("relief.eased")
         self._line("relief.aftercare")
@@ -491,6 +497,7 @@ class Coach:
             self._line("summary.none")
         if not named or any(q.see_professional for q in yes):
             self._line("advice.see_professional")
+            ep.advised = True
         for reason in ep.red_flags:  # repeated at the end so it is the last thing heard
             self._red_flag(reason)
         self._finish_episode()
@@ -511,7 +518,7 @@ class Coach:
         if ep is None:
             return
         if closing:
-            self._pattern_advice()
+            self._pattern_advice(ep)
             self._line("closing")
         self._record("episode_end", duration_s=round(self.clock.now() - ep.started_at, 1))
         self.episode = None
@@ -520,12 +527,15 @@ class Coach:
         self._set_state("idle")
         self._out.append(EndSession())
 
-    def _pattern_advice(self) -> None:
-        if self.diary is None:
+    def _pattern_advice(self, ep: _Episode) -> None:
+        """Frequent or long cramps: suggest a professional, once per episode."""
+        if ep.red_flags:
             return
-        count = self.diary.count_since(self.wall_clock() - timedelta(days=7))
+        count = self.diary.count_since(self.wall_clock() - timedelta(days=7)) if self.diary else 0
         if count >= PATTERN_WEEKLY_COUNT:
             self._line("advice.pattern", count=count)
+        elif not ep.advised and ep.relief_seconds is not None and ep.relief_seconds >= LONG_RELIEF_S:
+            self._line("advice.long_cramp", minutes=round(ep.relief_seconds / 60))
 
     # ------------------------------------------------------------------ silence ladder
 

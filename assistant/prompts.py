@@ -34,7 +34,7 @@ LINE_FIELDS: dict[str, frozenset[str]] = {
         "causes.answer_options": "", "causes.skipped": "", "causes.first_question": "",
         "summary.contributors": "causes", "summary.none": "", "summary.tips_intro": "",
         "closing": "",
-        "advice.see_professional": "", "advice.pattern": "count",
+        "advice.see_professional": "", "advice.pattern": "count", "advice.long_cramp": "minutes",
         "commands.stopped": "", "commands.stopped_idle_hint": "", "commands.paused": "",
         "commands.paused_hold": "seconds", "commands.resumed": "", "commands.time_left": "seconds",
         "commands.no_timer": "", "commands.start_over": "", "commands.nothing_to_repeat": "",

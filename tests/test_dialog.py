@@ -479,3 +479,28 @@ def test_speech_timing_never_moves_a_hold_that_has_begun() -> None:
     d.tick_until(s + 10.0)  # the 20-seconds-left cue has fired
     d._apply(d.coach.handle(SpeechTiming(key, s + 20.0)))
     assert d.coach.hold.started_at == s
+
+
+def test_a_long_cramp_adds_see_a_professional_once() -> None:
+    d = Driver()
+    start_cramp(d)
+    for _ in range(4):  # four routines before it eases: well over five minutes
+        to_checkin(d)
+        d.hear("still_cramping")
+    d.finish_hold()
+    d.clock.advance(90.0)  # a while before they answer the last check-in
+    d.hear("better")
+    assert d.coach.episode.relief_seconds >= 300
+    m = d.mark()
+    d.hear("no")  # no questions
+    keys = d.keys(m)
+    assert "advice.long_cramp" in keys and keys[-1] == "closing"
+    assert "minutes" in next(s.text for s in d.said(m) if s.key == "advice.long_cramp")
+
+
+def test_a_quick_cramp_gets_no_long_cramp_advice() -> None:
+    d = Driver()
+    to_offer(d)
+    m = d.mark()
+    d.hear("no")
+    assert "advice.long_cramp" not in d.keys(m)

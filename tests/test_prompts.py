@@ -105,5 +105,6 @@ def test_cli_reports_broken_prompts_in_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    assert f"{directory / 'lines.yaml'}:{_line_of(directory / 'lines.yaml', '{minutes}')}:" in lines[0]
+    line = _line_of(directory / "lines.yaml", 'no_timer: "{minutes}')
+    assert f"{directory / 'lines.yaml'}:{line}:" in lines[0]
     assert "Traceback" not in proc.stderr
