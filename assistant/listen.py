@@ -155,11 +155,13 @@ class PocketSphinxRecognizer:
 
     def start_utterance(self) -> None:
         self._activate()
-        # Same audio, same result, whatever was heard before. Streaming CMN otherwise starts
-        # from the previous utterance's cepstral mean: after a fan-noise utterance, 23 -> 6
-        # of 74 clatter commands right (docs/speech-in.md). Each utterance starts from the
-        # model's cmninit instead and adapts within the utterance.
+        # Same audio, same result, whatever was heard before. The front end otherwise
+        # carries its noise estimate (remove_noise) and cepstral mean over from the previous
+        # utterance: clatter commands right after a fan-noise utterance 1/25, after a clean
+        # one 10/25 (docs/speech-in.md). reinit_feat resets both; each utterance starts from
+        # the model's cmninit and adapts within the utterance.
         self._rng = np.random.default_rng(0)
+        self._decoder.reinit_feat()
         self._decoder.start_utt()
         self._decoder.set_cmn(self._cmn0)
         self._in_utterance = True
