@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .dialog import BARGE_IN_INTENTS
+from .dialog import CONTEXTS as DIALOG_CONTEXTS
 from .intents import PUBLIC_INTENTS, IntentSet, normalize
 from .paths import prompts_dir
 from .wavio import TARGET_RATE, read_wav, write_wav
@@ -37,14 +39,8 @@ log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = 1
 
-GLOBALS = ("stop", "pause", "resume", "repeat", "next", "back", "help", "time_left", "start_over")
-# Listening contexts as the dialog uses them (see assistant/dialog.py Listen actions).
-CONTEXTS: dict[str, tuple[str, ...]] = {
-    "idle": ("cramp_start", "diary_summary", "help"),
-    "hold": (*GLOBALS, "better", "worse", "still_cramping"),
-    "question": ("yes", "no", "unsure", "skip", *GLOBALS),
-    "speaking": ("stop", "pause", "repeat"),
-}
+# Listening contexts exactly as the dialog uses them, plus what it hears while speaking.
+CONTEXTS: dict[str, tuple[str, ...]] = {**DIALOG_CONTEXTS, "speaking": BARGE_IN_INTENTS}
 # Where each intent is naturally said.
 HOME_CONTEXT = {
     "cramp_start": "idle", "diary_summary": "idle",
