@@ -547,7 +547,10 @@ class Coach:
         elif self.state == "question":
             assert self.episode is not None
             q = self.content.questions[self.episode.question_index]
-            self._say(q.short) if level == 1 else self._line("causes.answer_options")
+            if level == 1:
+                self._say(q.short)
+            else:
+                self._line("causes.answer_options")
 
     def _safe_default(self) -> None:
         """Never a dead end: keep guiding the stretch, skip the question, or wind down."""

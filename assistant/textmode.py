@@ -11,6 +11,7 @@ import argparse
 import queue
 import sys
 import threading
+from pathlib import Path
 from typing import TextIO
 
 from .config import config_for
@@ -85,7 +86,8 @@ def run_text(args: argparse.Namespace) -> int:
     config = config_for(args)
     clock = ScaledClock(getattr(args, "time_scale", None) or 1.0)
     session = open_session(config, clock, seed=getattr(args, "seed", None))
-    log = EventLog(_path(getattr(args, "log_events", None)), clock)
+    log_path = getattr(args, "log_events", None)
+    log = EventLog(Path(log_path) if log_path else None, clock)
     print("Cramp Coach, text mode. Type what you would say (e.g. 'my foot is cramping'). Ctrl-D quits.",
           flush=True)
     lines: queue.Queue[str | None] = queue.Queue()
@@ -96,9 +98,3 @@ def run_text(args: argparse.Namespace) -> int:
         log.close()
         session.close()
     return 0
-
-
-def _path(value: str | None):
-    from pathlib import Path
-
-    return Path(value) if value else None
