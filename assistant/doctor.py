@@ -132,14 +132,21 @@ def _wait_stream(sd: Any, seconds: float) -> None:
     sd.stop()
 
 
+def _find_device(sd: Any, device: str | int | None, kind: str, problem: str, fix: str) -> dict[str, Any] | Check:
+    """The device's description, or the failed check that says it is missing."""
+    try:
+        return _describe(sd, device, kind)
+    except Exception as exc:
+        which = f"default {kind}" if device is None else f"{kind} {device!r}"
+        return Check(FAIL, f"{problem}: {which}: {exc}", fix)
+
+
 def check_input(sd: Any, device: str | int | None, seconds: float) -> Check:
     """Record ``seconds`` from the microphone and report its level."""
     fix_pick = "plug in the USB microphone, then choose it with [audio] input (see 'cramp-coach devices')"
-    try:
-        info = _describe(sd, device, "input")
-    except Exception as exc:
-        which = "default input" if device is None else f"input {device!r}"
-        return Check(FAIL, f"no microphone: {which}: {exc}", fix_pick)
+    info = _find_device(sd, device, "input", "no microphone", fix_pick)
+    if isinstance(info, Check):
+        return info
     try:
         data = sd.rec(int(info["rate"] * seconds), samplerate=info["rate"], channels=1, dtype="float32",
                       device=device)
@@ -175,11 +182,9 @@ def tone(rate: int, seconds: float = 0.4, freq: float = 880.0, dbfs: float = -12
 
 def check_output(sd: Any, device: str | int | None) -> Check:
     fix_pick = "connect the speaker, then choose it with [audio] output (see 'cramp-coach devices')"
-    try:
-        info = _describe(sd, device, "output")
-    except Exception as exc:
-        which = "default output" if device is None else f"output {device!r}"
-        return Check(FAIL, f"no speaker: {which}: {exc}", fix_pick)
+    info = _find_device(sd, device, "output", "no speaker", fix_pick)
+    if isinstance(info, Check):
+        return info
     import numpy as np
 
     beep = tone(info["rate"])
