@@ -28,6 +28,7 @@ from .events import (
     Listen,
     Record,
     Say,
+    Shutdown,
     Silence,
     SpeechTiming,
     StateChanged,
@@ -150,6 +151,8 @@ class Coach:
             self._on_tick()
         elif isinstance(event, SpeechTiming):
             self._on_speech_timing(event)
+        elif isinstance(event, Shutdown):
+            self._on_shutdown(event)
         else:  # pragma: no cover - typing guards this
             raise TypeError(f"not an event: {event!r}")
         return self._flush()
@@ -243,6 +246,17 @@ class Coach:
         if self.state == "hold" and hold is not None and hold.untouched and not hold.paused \
                 and timing.key == self._routine().instruction.key:
             hold.started_at = timing.ends_at + self.settings.settle_seconds
+
+    def _on_shutdown(self, event: Shutdown) -> None:
+        """Stopped mid-episode: a parting line, and the diary entry closed as interrupted."""
+        ep = self.episode
+        if ep is None:
+            return
+        self._out.append(StopSpeaking())
+        self._line("session.shutdown")
+        if not ep.relief_done:
+            self._record("outcome", result="interrupted")
+        self._finish_episode(closing=False, interrupted_by=event.reason or "shutdown")
 
     def _not_understood(self) -> None:
         if self.state in ("idle", "hold", "paused"):
@@ -513,14 +527,17 @@ class Coach:
         self._finish_episode(closing=False)
         self._begin_episode(slots)
 
-    def _finish_episode(self, closing: bool = True) -> None:
+    def _finish_episode(self, closing: bool = True, interrupted_by: str | None = None) -> None:
         ep = self.episode
         if ep is None:
             return
         if closing:
             self._pattern_advice(ep)
             self._line("closing")
-        self._record("episode_end", duration_s=round(self.clock.now() - ep.started_at, 1))
+        end: dict[str, object] = {"duration_s": round(self.clock.now() - ep.started_at, 1)}
+        if interrupted_by:
+            end["interrupted_by"] = interrupted_by
+        self._record("episode_end", **end)
         self.episode = None
         self.hold = None
         self._prompt = []

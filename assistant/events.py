@@ -53,6 +53,18 @@ class SpeechTiming:
     ends_at: float
 
 
+@dataclass(frozen=True)
+class Shutdown:
+    """The coach is being stopped (SIGTERM from the service manager, Ctrl-C).
+
+    Mid-episode the coach says a short parting line and closes the diary entry as
+    interrupted; in idle it does nothing.
+    """
+
+    reason: str = ""
+    """What asked for it, e.g. ``SIGTERM`` (for the log and the diary)."""
+
+
 # ---------------------------------------------------------------- actions out
 
 
@@ -95,8 +107,8 @@ class StateChanged:
 @dataclass(frozen=True)
 class Record:
     """Something for the diary. Kinds: ``episode_start`` {side, location},
-    ``routine`` {name}, ``outcome`` {result: better|worse|gave_up|stopped},
-    ``answer`` {cause, answer, slots}, ``episode_end`` {duration_s}."""
+    ``routine`` {name}, ``outcome`` {result: better|worse|gave_up|stopped|interrupted},
+    ``answer`` {cause, answer, slots}, ``episode_end`` {duration_s, [interrupted_by]}."""
 
     kind: str
     data: dict[str, Any] = field(default_factory=dict)
@@ -107,7 +119,7 @@ class EndSession:
     """The keyboard runner may exit; live runners go back to idle listening."""
 
 
-Event = Heard | Silence | Tick | SpeechTiming
+Event = Heard | Silence | Tick | SpeechTiming | Shutdown
 Action = Say | StopSpeaking | Listen | StateChanged | Record | EndSession
 
 
@@ -115,7 +127,7 @@ def to_dict(item: Event | Action) -> dict[str, Any]:
     """``{"type": "say", ...fields}`` for the JSON Lines event log."""
     names = {Say: "say", Heard: "heard", StateChanged: "state", Listen: "listen",
              Record: "record", StopSpeaking: "stop_speaking", Silence: "silence",
-             Tick: "tick", EndSession: "end", SpeechTiming: "speech_timing"}
+             Tick: "tick", EndSession: "end", SpeechTiming: "speech_timing", Shutdown: "shutdown"}
     out: dict[str, Any] = {"type": names[type(item)]}
     out.update(asdict(item))
     return out

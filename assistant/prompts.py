@@ -33,7 +33,7 @@ LINE_FIELDS: dict[str, frozenset[str]] = {
         "causes.offer": "", "causes.offer_short": "", "causes.offer_shortest": "", "causes.declined": "",
         "causes.answer_options": "", "causes.skipped": "", "causes.first_question": "",
         "summary.contributors": "causes", "summary.none": "", "summary.tips_intro": "",
-        "closing": "",
+        "closing": "", "session.shutdown": "",
         "advice.see_professional": "", "advice.pattern": "count", "advice.long_cramp": "minutes",
         "commands.stopped": "", "commands.stopped_idle_hint": "", "commands.paused": "",
         "commands.paused_hold": "seconds", "commands.resumed": "", "commands.time_left": "seconds",

@@ -8,7 +8,7 @@ import pytest
 from dialog_driver import Driver, MemoryDiary, content, said_keys
 
 from assistant.dialog import CONTEXTS, GLOBAL_INTENTS, RELIEF_LIMIT_S
-from assistant.events import Listen, Say, SpeechTiming, StopSpeaking
+from assistant.events import Listen, Record, Say, Shutdown, SpeechTiming, StopSpeaking
 
 
 def start_cramp(d: Driver, **slots: str) -> None:
@@ -399,6 +399,31 @@ def test_stop_mid_relief_records_outcome_and_episode_end() -> None:
     d.hear("stop")
     assert d.records("outcome")[-1].data == {"result": "stopped"}
     assert d.records("episode_end") and d.coach.hold is None and d.coach.next_deadline() is None
+
+
+def test_shutdown_mid_hold_says_goodbye_and_closes_the_episode_as_interrupted() -> None:
+    d = Driver()
+    start_cramp(d)
+    d.tick_until(12.0)
+    out = d.coach.handle(Shutdown("SIGTERM"))
+    assert isinstance(out[0], StopSpeaking) and said_keys(out) == ["session.shutdown"]
+    records = [a for a in out if isinstance(a, Record)]
+    assert [(r.kind, r.data.get("result") or r.data.get("interrupted_by")) for r in records] == [
+        ("outcome", "interrupted"), ("episode_end", "SIGTERM")]
+    assert d.coach.state == "idle" and d.coach.next_deadline() is None
+
+
+def test_shutdown_during_questions_keeps_the_relief_outcome() -> None:
+    d = Driver()
+    to_question(d)
+    out = d.coach.handle(Shutdown("SIGINT"))
+    assert [a.kind for a in out if isinstance(a, Record)] == ["episode_end"]
+    assert d.records("outcome")[-1].data == {"result": "better"}
+
+
+def test_shutdown_in_idle_is_silent() -> None:
+    d = Driver()
+    assert not [a for a in d.coach.handle(Shutdown("SIGTERM")) if isinstance(a, Say)]
 
 
 def test_a_new_cramp_during_questions_restarts_relief() -> None:
