@@ -21,7 +21,11 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from .events import (
+    MICROPHONE,
+    SPEAKER,
     Action,
+    DeviceBack,
+    DeviceLost,
     EndSession,
     Event,
     Heard,
@@ -133,6 +137,8 @@ class Coach:
         self._paused_from: str | None = None
         self._out: list[Action] = []
         self._disclaimer_due = False
+        self.devices_lost: set[str] = set()
+        """Devices reported lost (:class:`DeviceLost`) and not back yet."""
 
     # ------------------------------------------------------------------ public API
 
@@ -153,6 +159,8 @@ class Coach:
             self._on_speech_timing(event)
         elif isinstance(event, Shutdown):
             self._on_shutdown(event)
+        elif isinstance(event, DeviceLost | DeviceBack):
+            self._on_device(event)
         else:  # pragma: no cover - typing guards this
             raise TypeError(f"not an event: {event!r}")
         return self._flush()
@@ -232,6 +240,9 @@ class Coach:
     def _on_silence(self) -> None:
         if self.state not in ("checkin", "offer", "question"):
             return
+        if MICROPHONE in self.devices_lost:  # it cannot hear an answer: no re-prompts
+            self._safe_default()
+            return
         self._silences += 1
         if self._silences == 1:
             self._reprompt(level=1)
@@ -257,6 +268,30 @@ class Coach:
         if not ep.relief_done:
             self._record("outcome", result="interrupted")
         self._finish_episode(closing=False, interrupted_by=event.reason or "shutdown")
+
+    def _on_device(self, event: DeviceLost | DeviceBack) -> None:
+        """Say what a device change means for the person; the schedule carries on regardless."""
+        lost = isinstance(event, DeviceLost)
+        if lost == (event.kind in self.devices_lost):
+            return  # no change
+        if lost:
+            self.devices_lost.add(event.kind)
+        else:
+            self.devices_lost.discard(event.kind)
+        asks = self.state in ("checkin", "offer", "question")
+        if event.kind == MICROPHONE:
+            if lost:
+                in_episode = self.episode is not None and self.state != "paused"
+                self._line("device.mic_lost" if in_episode else "device.mic_lost_idle")
+                return
+            self._line("device.mic_back")
+        elif event.kind == SPEAKER:
+            if lost or self.state == "idle":
+                return  # it cannot speak; the runner prints and logs
+            self._line("device.speaker_back")
+        if asks:  # the question may have gone unheard, or its answer unheard: ask again
+            self._silences = 0
+            self._repeat_prompt()
 
     def _not_understood(self) -> None:
         if self.state in ("idle", "hold", "paused"):

@@ -65,6 +65,30 @@ class Shutdown:
     """What asked for it, e.g. ``SIGTERM`` (for the log and the diary)."""
 
 
+MICROPHONE = "microphone"
+SPEAKER = "speaker"
+
+
+@dataclass(frozen=True)
+class DeviceLost:
+    """The microphone or speaker stopped working (unplugged, stalled, failing voice).
+
+    The runner keeps retrying; the coach explains (out loud when it is the microphone)
+    and carries on: countdowns keep their schedule either way.
+    """
+
+    kind: str
+    """:data:`MICROPHONE` or :data:`SPEAKER`."""
+
+
+@dataclass(frozen=True)
+class DeviceBack:
+    """A lost device works again (audio arrives / a line was really played)."""
+
+    kind: str
+    """:data:`MICROPHONE` or :data:`SPEAKER`."""
+
+
 # ---------------------------------------------------------------- actions out
 
 
@@ -119,7 +143,7 @@ class EndSession:
     """The keyboard runner may exit; live runners go back to idle listening."""
 
 
-Event = Heard | Silence | Tick | SpeechTiming | Shutdown
+Event = Heard | Silence | Tick | SpeechTiming | Shutdown | DeviceLost | DeviceBack
 Action = Say | StopSpeaking | Listen | StateChanged | Record | EndSession
 
 
@@ -127,7 +151,8 @@ def to_dict(item: Event | Action) -> dict[str, Any]:
     """``{"type": "say", ...fields}`` for the JSON Lines event log."""
     names = {Say: "say", Heard: "heard", StateChanged: "state", Listen: "listen",
              Record: "record", StopSpeaking: "stop_speaking", Silence: "silence",
-             Tick: "tick", EndSession: "end", SpeechTiming: "speech_timing", Shutdown: "shutdown"}
+             Tick: "tick", EndSession: "end", SpeechTiming: "speech_timing", Shutdown: "shutdown",
+             DeviceLost: "device_lost", DeviceBack: "device_back"}
     out: dict[str, Any] = {"type": names[type(item)]}
     out.update(asdict(item))
     return out

@@ -34,6 +34,7 @@ LINE_FIELDS: dict[str, frozenset[str]] = {
         "causes.answer_options": "", "causes.skipped": "", "causes.first_question": "",
         "summary.contributors": "causes", "summary.none": "", "summary.tips_intro": "",
         "closing": "", "session.shutdown": "",
+        "device.mic_lost": "", "device.mic_lost_idle": "", "device.mic_back": "", "device.speaker_back": "",
         "advice.see_professional": "", "advice.pattern": "count", "advice.long_cramp": "minutes",
         "commands.stopped": "", "commands.stopped_idle_hint": "", "commands.paused": "",
         "commands.paused_hold": "seconds", "commands.resumed": "", "commands.time_left": "seconds",

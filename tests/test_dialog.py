@@ -8,7 +8,7 @@ import pytest
 from dialog_driver import Driver, MemoryDiary, content, said_keys
 
 from assistant.dialog import CONTEXTS, GLOBAL_INTENTS, RELIEF_LIMIT_S
-from assistant.events import Listen, Record, Say, Shutdown, SpeechTiming, StopSpeaking
+from assistant.events import DeviceBack, DeviceLost, Listen, Record, Say, Shutdown, SpeechTiming, StopSpeaking
 
 
 def start_cramp(d: Driver, **slots: str) -> None:
@@ -529,3 +529,61 @@ def test_a_quick_cramp_gets_no_long_cramp_advice() -> None:
     m = d.mark()
     d.hear("no")
     assert "advice.long_cramp" not in d.keys(m)
+
+
+# ---------------------------------------------------------------- devices lost and back
+
+
+def test_microphone_lost_mid_hold_is_said_and_the_countdown_carries_on() -> None:
+    d = Driver()
+    start_cramp(d)
+    hold = d.coach.hold
+    due = {e.payload.say.key: hold.started_at + e.offset for e in hold.entries if hasattr(e.payload, "left")}
+    d.tick_until(hold.started_at + 2.0)
+    m = d.mark()
+    d._apply(d.coach.handle(DeviceLost("microphone")))
+    d._apply(d.coach.handle(DeviceLost("microphone")))  # repeated report: said once
+    assert d.keys(m) == ["device.mic_lost"] and d.state == "hold"
+    m = d.mark()
+    d.finish_hold()
+    cues = [(t, a.key) for t, a in d.log[m:] if isinstance(a, Say) and a.kind == "cue"]
+    assert [k for _, k in cues] == list(due) and all(t == due[k] for t, k in cues)
+    assert d.state == "checkin"
+    m = d.mark()
+    d._apply(d.coach.handle(DeviceBack("microphone")))
+    assert d.keys(m) == ["device.mic_back", "relief.checkin"]  # asked again: the answer can be heard now
+
+
+def test_without_a_microphone_silence_goes_straight_to_the_safe_default() -> None:
+    d = Driver()
+    start_cramp(d)
+    to_checkin(d)
+    d._apply(d.coach.handle(DeviceLost("microphone")))
+    m = d.mark()
+    d.silence()  # no "Better, or still cramping?" it cannot hear: keep guiding instead
+    assert d.keys(m)[0] == "relief.keep_guiding" and d.state == "hold"
+
+
+def test_microphone_lost_in_idle_or_paused_says_it_cannot_hear() -> None:
+    d = Driver()
+    m = d.mark()
+    d._apply(d.coach.handle(DeviceLost("microphone")))
+    assert d.keys(m) == ["device.mic_lost_idle"]
+    d._apply(d.coach.handle(DeviceBack("microphone")))
+    assert d.keys(m)[-1] == "device.mic_back" and d.state == "idle"
+
+
+def test_speaker_lost_says_nothing_and_back_apologises_and_asks_again() -> None:
+    d = Driver()
+    to_question(d)
+    m = d.mark()
+    d._apply(d.coach.handle(DeviceLost("speaker")))
+    assert d.keys(m) == []  # it cannot speak: the runner prints and logs
+    d._apply(d.coach.handle(DeviceBack("speaker")))
+    keys = d.keys(m)
+    assert keys[0] == "device.speaker_back" and keys[1].startswith("cause") and d.state == "question"
+    idle = Driver()
+    m = idle.mark()
+    idle._apply(idle.coach.handle(DeviceLost("speaker")))
+    idle._apply(idle.coach.handle(DeviceBack("speaker")))
+    assert idle.keys(m) == []  # nothing was missed in idle
