@@ -14,6 +14,12 @@ fsync per commit costs nothing noticeable, even on an SD card.
 Privacy: the file is created with mode 0600 (SQLite gives its ``-wal``/``-shm``
 files the same mode) in a directory created with mode 0700.
 
+Never silently replaced: a diary that is damaged, read-only, locked or not a file is
+reported (:class:`DiaryError`, with the fix) and left exactly as it is. Reading
+(``cramp-coach diary``) opens it read-only. Records that could not be written are kept
+in a *pending file* next to it (:func:`save_pending`, see :mod:`assistant.diary_keeper`)
+and added the next time the diary opens for writing.
+
 Times are stored as UTC ISO-8601 strings (which sort as text); they are shown in
 local time.
 """
@@ -38,6 +44,11 @@ log = logging.getLogger(__name__)
 
 DIARY_FILE = "diary.sqlite3"
 SCHEMA_VERSION = 1
+
+BUSY_TIMEOUT_MS = 50
+"""How long a write waits for another program's lock: short, so a diary write never
+delays a countdown cue noticeably; a record that cannot wait is kept and retried."""
+PENDING_SUFFIX = ".pending.jsonl"
 
 EPISODE_KINDS = ("episode_start", "routine", "outcome", "answer", "episode_end")
 
@@ -146,6 +157,83 @@ def default_path() -> Path:
     return data_dir() / DIARY_FILE
 
 
+class DiaryError(UserFacingError):
+    """The diary cannot be used as it is; the message says why and what to do."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        """damaged | locked | readonly | unreadable | directory | newer"""
+
+
+def diary_error(path: Path, exc: BaseException) -> DiaryError:
+    """Turn an SQLite or OS error about the diary at ``path`` into a message with the fix."""
+    text = str(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)
+    low = text.lower()
+    if path.is_dir():
+        return DiaryError(f"the diary {path} is a directory, not a diary file. Rename or remove that directory, "
+                          "or set [diary] path in the config file", "directory")
+    if "locked" in low or "busy" in low:
+        return DiaryError(f"the diary {path} is in use by another program ({text}). Close it (is another "
+                          "cramp-coach running?) and try again", "locked")
+    if "readonly" in low or "read-only" in low:
+        return DiaryError(f"the diary {path} is read-only ({text}). Make it writable (chmod u+w {path}) "
+                          "or set [diary] path to a file you own", "readonly")
+    if isinstance(exc, OSError) or "unable to open" in low or "permission" in low:
+        return DiaryError(f"cannot open the diary {path} ({text}). Check that you can read and write it and "
+                          "its folder, or set [diary] path to a file you own", "unreadable")
+    return DiaryError(
+        f"cannot open the diary {path}: it is damaged ({text}). Nothing was changed. Move it aside "
+        f"(mv {path} {path}.damaged): a new diary is then started and your old file is kept; "
+        "or delete it with 'cramp-coach diary --forget'", "damaged")
+
+
+def pending_path(path: Path) -> Path:
+    """The file next to the diary holding records that could not be written yet."""
+    return path.with_name(path.stem + PENDING_SUFFIX)
+
+
+def save_pending(path: Path, records: list[tuple[Record, datetime]]) -> Path:
+    """Append ``records`` durably (fsync, mode 0600) to the pending file of the diary ``path``."""
+    target = pending_path(path)
+    lines = "".join(json.dumps({"at": to_utc_text(at), "kind": r.kind, "data": r.data}, sort_keys=True) + "\n"
+                    for r, at in records)
+    created = not target.exists()
+    fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, lines.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if created:
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    return target
+
+
+def read_pending(path: Path) -> tuple[list[tuple[Record, datetime]], int]:
+    """(records, lines that could not be read) from the pending file of the diary ``path``."""
+    target = pending_path(path)
+    records: list[tuple[Record, datetime]] = []
+    bad = 0
+    try:
+        text = target.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return [], 0
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            records.append((Record(str(row["kind"]), dict(row["data"])), from_utc_text(row["at"])))
+        except (ValueError, KeyError, TypeError):
+            bad += 1
+    return records, bad
+
+
 def _make_private_dir(directory: Path) -> None:
     """Create missing directories with mode 0700 (existing ones are left alone)."""
     missing = []
@@ -171,45 +259,104 @@ class Diary:
     (tests inject a fixed clock).
     """
 
-    def __init__(self, path: Path | None = None, *, now: Callable[[], datetime] | None = None) -> None:
+    def __init__(self, path: Path | None = None, *, now: Callable[[], datetime] | None = None,
+                 readonly: bool = False) -> None:
         self.path = Path(path) if path is not None else default_path()
         self._now = now or (lambda: datetime.now(UTC))
+        self.readonly = readonly
+        """Open for reading only: never creates, changes or imports anything."""
         self._current: int | None = None
         self._conn: sqlite3.Connection | None = None
+        self.imported = 0
+        """Records added from the pending file when the diary was opened."""
         self._connect()
+        if not readonly:
+            self._import_pending()
 
     # ------------------------------------------------------------------ file handling
 
     def _connect(self) -> None:
+        conn: sqlite3.Connection | None = None
         try:
-            _make_private_dir(self.path.parent)
-            if not self.path.exists():
-                _create_private_file(self.path)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=5000")
+            if self.path.is_dir():
+                raise IsADirectoryError(21, "is a directory")
+            if self.readonly:
+                conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                       isolation_level=None, check_same_thread=False)
+            else:
+                _make_private_dir(self.path.parent)
+                if not self.path.exists():
+                    _create_private_file(self.path)
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
-                raise UserFacingError(
+                raise DiaryError(
                     f"the diary {self.path} was written by a newer cramp-coach (schema {version}); "
-                    "upgrade cramp-coach or set [diary] path to another file"
+                    "upgrade cramp-coach or set [diary] path to another file", "newer"
                 )
-            conn.executescript(_SCHEMA)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except sqlite3.DatabaseError as exc:
-            raise UserFacingError(
-                f"cannot open the diary {self.path}: {exc}. If the file is damaged, move it "
-                "away (or run 'cramp-coach diary --forget') and a new diary will be started"
-            ) from None
-        except OSError as exc:
-            raise UserFacingError(
-                f"cannot create the diary {self.path}: {exc.strerror}. Check the directory's "
-                "permissions or set [diary] path in the config file"
-            ) from None
+            if not self.readonly:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA foreign_keys=ON")
+                if version < SCHEMA_VERSION:  # a new (empty) file; an existing one is not written to
+                    conn.executescript(_SCHEMA)
+                    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            check = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(check)
+        except DiaryError:
+            if conn is not None:
+                conn.close()
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            if conn is not None:
+                conn.close()
+            raise diary_error(self.path, exc) from None
         self._conn = conn
         self._current = None
+
+    def has_tables(self) -> bool:
+        """False for an empty file (a diary created but never written to)."""
+        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'episodes'").fetchone() is not None
+
+    def write_problem(self) -> DiaryError | None:
+        """Why a record cannot be written right now (locked, read-only...), or None."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            return diary_error(self.path, exc)
+        return None
+
+    def _import_pending(self) -> None:
+        """Add the records an earlier session could not write, then remove the pending file."""
+        records, bad = read_pending(self.path)
+        target = pending_path(self.path)
+        if not records and not bad:
+            return
+        try:
+            with _transaction(self.conn):
+                for action, at in records:
+                    when = to_utc_text(at)
+                    if self.conn.execute(  # already there (a crash between commit and removal)
+                        "SELECT 1 FROM records WHERE at = ? AND kind = ? AND data = ?",
+                        (when, action.kind, json.dumps(dict(action.data), sort_keys=True)),
+                    ).fetchone() is None:
+                        self._insert(action, when)
+                        self.imported += 1
+        except sqlite3.Error as exc:
+            log.info("pending diary records in %s not added yet: %s", target, exc)
+            self._current = None
+            return
+        self._current = None  # live records attach by time, not to an imported open episode
+        if bad:
+            kept = target.with_name(target.name + ".unreadable")
+            target.replace(kept)
+            log.warning("%d unreadable line(s) in %s; the file is kept as %s", bad, target, kept)
+        else:
+            target.unlink(missing_ok=True)
+        log.info("added %d pending record(s) from %s to the diary", self.imported, target)
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -245,28 +392,37 @@ class Diary:
             self.close()
             self._connect()
         when = to_utc_text(at or self._now())
+        saved = self._current
+        try:
+            with _transaction(self.conn):
+                return self._insert(action, when)
+        except BaseException:
+            self._current = saved  # not written: the record will be offered again
+            raise
+
+    def _insert(self, action: Record, when: str) -> int:
+        """Add one record inside the caller's transaction; returns its episode id."""
         data = dict(action.data)
         conn = self.conn
-        with _transaction(conn):
-            if action.kind == "episode_start":
-                episode = self._open_episode(when, data.get("side"), data.get("location"))
-            elif self._current is not None:
-                episode = self._current
-            else:
-                episode, opened = self._attach_target(when)
-                if opened:  # records without a start: treat this as the open episode
-                    self._current = episode
+        if action.kind == "episode_start":
+            episode = self._open_episode(when, data.get("side"), data.get("location"))
+        elif self._current is not None:
+            episode = self._current
+        else:
+            episode, opened = self._attach_target(when)
+            if opened:  # records without a start: treat this as the open episode
+                self._current = episode
+        conn.execute(
+            "INSERT INTO records(episode_id, at, kind, data) VALUES (?, ?, ?, ?)",
+            (episode, when, action.kind, json.dumps(data, sort_keys=True)),
+        )
+        conn.execute("UPDATE episodes SET last_at = max(last_at, ?) WHERE id = ?", (when, episode))
+        if action.kind == "episode_end":
+            duration = data.get("duration_s")
             conn.execute(
-                "INSERT INTO records(episode_id, at, kind, data) VALUES (?, ?, ?, ?)",
-                (episode, when, action.kind, json.dumps(data, sort_keys=True)),
+                "UPDATE episodes SET ended_at = ?, duration_s = ? WHERE id = ?",
+                (when, float(duration) if isinstance(duration, int | float) else None, episode),
             )
-            conn.execute("UPDATE episodes SET last_at = max(last_at, ?) WHERE id = ?", (when, episode))
-            if action.kind == "episode_end":
-                duration = data.get("duration_s")
-                conn.execute(
-                    "UPDATE episodes SET ended_at = ?, duration_s = ? WHERE id = ?",
-                    (when, float(duration) if isinstance(duration, int | float) else None, episode),
-                )
         if action.kind == "episode_start":
             self._current = episode
         elif action.kind == "episode_end":
@@ -398,9 +554,10 @@ def summarize(episodes: list[Episode]) -> Summary:
 
 
 def diary_files(path: Path) -> Iterator[Path]:
-    """The database and its WAL/shared-memory companions."""
+    """The database, its WAL/shared-memory companions and its records still pending."""
     for suffix in ("", "-wal", "-shm", "-journal"):
         yield path.with_name(path.name + suffix)
+    yield pending_path(path)
 
 
 def forget(path: Path) -> bool:

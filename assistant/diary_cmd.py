@@ -1,6 +1,8 @@
 """``cramp-coach diary``: list, summarize, export (CSV) or forget the cramp diary.
 
-Reading never creates a diary: with no file yet, the commands say so and exit 0.
+Reading never creates or changes a diary: it is opened read-only, and with no file
+yet the commands say so and exit 0. A damaged, locked or unreadable diary is one line
+naming the file and the fix, and is left exactly as it is.
 """
 
 from __future__ import annotations
@@ -38,13 +40,20 @@ def run(args: argparse.Namespace) -> int:
         raise UserFacingError("export needs a file: cramp-coach diary export --csv FILE (or --csv - for stdout)")
     if not path.exists():
         print(f"No diary yet ({path}): it starts with your first cramp.")
+        _mention_pending(path)
         return 0
-    from .diary import Diary
+    import sqlite3
 
-    with Diary(path) as diary:
-        episodes = diary.episodes()
+    from .diary import Diary, diary_error
+
+    with Diary(path, readonly=True) as diary:
+        try:
+            episodes = diary.episodes() if diary.has_tables() else []
+            summary = summarize_episodes(episodes)
+        except sqlite3.Error as exc:
+            raise diary_error(path, exc) from None
         if args.action == "summary":
-            print_summary(diary.summary(), path)
+            print_summary(summary, path)
         elif args.action == "export":
             if args.csv == "-":
                 write_csv(episodes, sys.stdout)
@@ -58,7 +67,24 @@ def run(args: argparse.Namespace) -> int:
                 print(f"Wrote {len(episodes)} episode(s) to {out}")
         else:
             print_list(episodes, path)
+    _mention_pending(path)
     return 0
+
+
+def summarize_episodes(episodes: list[Episode]) -> Summary:
+    from .diary import summarize
+
+    return summarize(episodes)
+
+
+def _mention_pending(path: Path) -> None:
+    """Records a session could not write yet (the diary was locked, read-only or damaged)."""
+    from .diary import pending_path, read_pending
+
+    records, bad = read_pending(path)
+    if records or bad:
+        print(f"{len(records) + bad} more record(s) are waiting in {pending_path(path)}: they are added to "
+              "the diary the next time the coach can write to it", file=sys.stderr)
 
 
 def _diary_path(args: argparse.Namespace) -> Path:
@@ -72,6 +98,9 @@ def _diary_path(args: argparse.Namespace) -> Path:
 def _forget(path: Path, *, assume_yes: bool) -> int:
     from .diary import diary_files, forget
 
+    if path.is_dir():
+        raise UserFacingError(f"{path} is a directory, not a diary file; nothing was deleted. "
+                              "Remove or rename it yourself if it is not needed")
     if not any(f.exists() for f in diary_files(path)):
         print(f"No diary at {path}; nothing to forget.")
         return 0
@@ -83,7 +112,11 @@ def _forget(path: Path, *, assume_yes: bool) -> int:
         if reply != "forget":
             print("Kept the diary.")
             return 1
-    forget(path)
+    try:
+        forget(path)
+    except OSError as exc:
+        raise UserFacingError(f"cannot delete the diary {path} ({exc.strerror}); check the permissions of "
+                              f"{path.parent}") from None
     print(f"Deleted the diary {path}.")
     return 0
 

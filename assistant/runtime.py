@@ -1,8 +1,8 @@
 """Wiring shared by every runner (keyboard, live audio, simulation).
 
 Builds the coach from the configuration, keeps the diary writing each record as it
-happens (a failing diary is logged, never allowed to interrupt relief), and writes the
-JSON Lines event log.
+happens (a failing diary never interrupts relief, and its records are kept: see
+:mod:`assistant.diary_keeper`), and writes the JSON Lines event log.
 """
 
 from __future__ import annotations
@@ -35,15 +35,19 @@ class Session:
     diary: Any | None
 
     def keep_records(self, actions: Iterable[Action]) -> None:
-        """Write the diary records among ``actions`` right away (durability over speed)."""
+        """Write the diary records among ``actions`` right away (durability over speed).
+
+        A record the diary cannot take now is kept by the keeper and written later (or
+        saved to the pending file at close); nothing here may stop the coaching.
+        """
         if self.diary is None:
             return
         for action in actions:
             if isinstance(action, Record):
                 try:
                     self.diary.record(action)
-                except Exception:  # the diary must never stop the coaching
-                    log.exception("could not write to the diary at %s", self.config.diary_path)
+                except Exception:  # the keeper never raises; this is a last guard for relief
+                    log.exception("could not keep a diary record for %s", self.config.diary_path)
 
     def close(self) -> None:
         if self.diary is not None:
@@ -61,18 +65,16 @@ def open_session(config: Config, clock: Clock, *, seed: int | None = None, use_d
     diary = _open_diary(config) if use_diary else None
     settings = Settings(silence_timeout=config.silence_timeout, speech_rate_wpm=float(config.rate),
                         hold_seconds=config.hold_seconds)
-    coach = Coach(content, clock, rng=random.Random(seed), diary=diary, settings=settings)
+    coach = Coach(content, clock, rng=random.Random(seed), diary=diary if diary and diary.readable else None,
+                  settings=settings)
     return Session(config, content, coach, diary)
 
 
-def _open_diary(config: Config) -> Any | None:
-    try:
-        from .diary import Diary
+def _open_diary(config: Config) -> Any:
+    """A keeper for the diary: a locked, read-only or damaged file warns once and loses nothing."""
+    from .diary_keeper import DiaryKeeper
 
-        return Diary(config.diary_path)
-    except Exception as exc:
-        log.warning("diary unavailable (%s); continuing without it", exc)
-        return None
+    return DiaryKeeper(config.diary_path)
 
 
 class EventLog:
