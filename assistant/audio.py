@@ -2,9 +2,12 @@
 
 PortAudio calls our callback on its own thread at the device's native rate; the callback
 only copies the block into a queue (never blocks, so recognition can never make it drop
-audio). :meth:`Microphone.read` resamples to 16 kHz with soxr. Overflows are counted and
-logged, not fatal. A watchdog thread notices when the device stops delivering (unplugged)
-and keeps trying to reopen it, so a hold's countdown carries on meanwhile.
+audio). :meth:`Microphone.read` resamples to 16 kHz with soxr. Overflows are counted in
+the callback and logged by the watchdog, never fatal. The watchdog thread notices when
+the device stops delivering (unplugged; on PulseAudio a suspended source just stalls) and
+keeps trying to reopen it, so a hold's countdown carries on meanwhile. A reopened device
+counts as back only once audio really arrives: a stream on a suspended source opens fine
+but delivers nothing.
 """
 
 from __future__ import annotations
@@ -115,6 +118,12 @@ class Microphone:
         self.available = False
         """Whether the device is delivering audio now."""
         self._generation = 0
+        self._opened_at = 0.0
+        self._fresh = False
+        """Audio has arrived since the stream was (re)opened."""
+        self._trial = False
+        """A reopened stream that has not delivered audio yet."""
+        self._overflows_logged = 0
 
     # -------------------------------------------------------------- lifecycle
 
@@ -133,15 +142,17 @@ class Microphone:
             self._watchdog.join(timeout=2)
         self._close_stream()
 
-    def _open(self) -> None:
+    def _open(self, trial: bool = False) -> None:
+        """Open and start a stream; a ``trial`` one is not counted available until audio arrives."""
         self._generation += 1
         generation = self._generation
 
         def callback(indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
             if status and getattr(status, "input_overflow", False):
-                self.overflows += 1
-                log.warning("microphone overflow (%d so far): audio was lost", self.overflows)
+                self.overflows += 1  # logged by the watchdog: no I/O on the audio thread
             self._last_data = self._clock()
+            if generation == self._generation:
+                self._fresh = True
             try:
                 self._queue.put_nowait((indata[:, 0].copy(), self._last_data, generation))
             except queue.Full:
@@ -150,10 +161,12 @@ class Microphone:
         stream = self._open_stream(callback)
         self._native_rate = int(stream.samplerate)
         self._resampler = None
-        self._last_data = self._clock()
+        self._last_data = self._opened_at = self._clock()
+        self._fresh = False
         stream.start()
         self._stream = stream
-        self.available = True
+        self._trial = trial
+        self.available = not trial
 
     def _close_stream(self) -> None:
         stream, self._stream = self._stream, None
@@ -164,8 +177,15 @@ class Microphone:
                 log.debug("closing the microphone failed", exc_info=True)
 
     def check(self) -> None:
-        """One watchdog step: notice a lost device, try to reopen it (tests call this)."""
+        """One watchdog step: log overflows, notice a lost device, reopen it (tests call this)."""
         now = self._clock()
+        if self.overflows > self._overflows_logged:
+            log.warning("microphone overflow: %d block(s) of audio lost (%d in all)",
+                        self.overflows - self._overflows_logged, self.overflows)
+            self._overflows_logged = self.overflows
+        if self._trial:
+            self._check_trial(now)
+            return
         if self.available:
             stream = self._stream
             stalled = now - self._last_data > self.stall_seconds
@@ -180,13 +200,24 @@ class Microphone:
             return
         self._last_try = now
         try:
-            self._open()
+            self._open(trial=True)
         except Exception as exc:  # noqa: BLE001 - still gone; try again later
             log.debug("microphone still unavailable: %s", exc)
             self._close_stream()
-            return
-        self.reopens += 1
-        log.warning("microphone is back (reopened %d time(s))", self.reopens)
+
+    def _check_trial(self, now: float) -> None:
+        """A reopened stream: back when audio arrives, closed again if none comes."""
+        stream = self._stream
+        if self._fresh and stream is not None and stream.active:
+            self._trial = False
+            self.available = True
+            self.reopens += 1
+            log.warning("microphone is back (reopened %d time(s))", self.reopens)
+        elif stream is None or not stream.active or now - self._opened_at > self.stall_seconds:
+            log.debug("reopened microphone delivers no audio; trying again later")
+            self._trial = False
+            self._close_stream()
+            self._last_try = now
 
     def _watch(self) -> None:
         while not self._stop.wait(0.1):

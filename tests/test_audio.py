@@ -91,10 +91,35 @@ def test_source_that_drops_out_is_reopened() -> None:
     src.plugged = True
     clock.t += 1.1
     mic.check()
-    assert mic.available and mic.reopens == 1 and src.opened == 2
+    assert src.opened == 2 and not mic.available  # open, but back only once audio arrives
     src.deliver(_tone(16000, 0.02))
+    mic.check()
+    assert mic.available and mic.reopens == 1
     chunk = mic.read(0.1)
     assert chunk is not None and len(chunk.samples) == 320
+
+
+def test_reopened_stream_that_delivers_nothing_is_not_back() -> None:
+    """PulseAudio: a stream on a suspended source opens fine and then stalls."""
+    src = FlakySource(16000)
+    clock = Clock()
+    mic = Microphone(src.factory, stall_seconds=1.0, retry_seconds=1.0, clock=clock)
+    mic._open()
+    clock.t += 1.5  # stalled: lost
+    mic.check()
+    assert not mic.available
+    for _ in range(6):  # reopened, silent, closed, reopened...: never reported back
+        clock.t += 0.6
+        mic.check()
+        assert not mic.available
+    assert src.opened >= 3 and mic.reopens == 0
+    opened = src.opened
+    while src.opened == opened:  # the next retry
+        clock.t += 0.1
+        mic.check()
+    src.deliver(_tone(16000, 0.02))  # the source resumes
+    mic.check()
+    assert mic.available and mic.reopens == 1
 
 
 def test_stalled_stream_counts_as_lost() -> None:
