@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+SHUTDOWN_SPEECH_LIMIT = 8.0
+"""Seconds the parting line may take when the coach is stopped mid-episode (a service
+manager allows far more; a second Ctrl-C cuts it short)."""
+
 BARGE_IN_MAX_SECONDS = 2.0
 """A barge-in word is short: audio beyond this, begun while the coach talks, is its own
 voice or noise — it is not decoded (decoding it would only cost time)."""
@@ -90,6 +94,8 @@ class LiveLoop:
         self.ctx: Any = None
         self.fed_seconds = 0.0
         self.running = True
+        self.stop_reason: str | None = None
+        """The signal that asked the loop to stop, if one did."""
 
     def step(self, max_wait: float = 0.05) -> None:
         """Wait for audio (up to the next deadline) and handle whatever is due."""
@@ -149,6 +155,19 @@ class LiveLoop:
         while self.running:
             self.step()
 
+    def request_stop(self, reason: str) -> None:
+        """From a signal handler: the loop ends after the current block, at a safe point."""
+        self.stop_reason = reason
+        self.running = False
+
+    def wind_down(self, limit: float = SHUTDOWN_SPEECH_LIMIT) -> None:
+        """Let the coach close the episode (diary first) and say its parting line, bounded."""
+        self.tt.shutdown(self.stop_reason or "shutdown")
+        end = time.monotonic() + limit
+        while self.tt.busy and time.monotonic() < end:
+            self.tt.pump()
+            time.sleep(0.02)
+
 
 def make_speaker(renderer: CachedRenderer, device: str | int | None, events: EventLog) -> Speaker:
     """The speaker, or a text trace when there is none (logged, never fatal)."""
@@ -167,6 +186,7 @@ def run_live(args: argparse.Namespace) -> int:
     from .listen import create_recognizer
     from .loop import TurnTaking
     from .runtime import EventLog, open_session
+    from .signals import EXIT_CODES, graceful_shutdown
     from .speak import VoiceSettings, create_renderer
     from .timers import MonotonicClock
     from .vad import Endpointer
@@ -185,16 +205,20 @@ def run_live(args: argparse.Namespace) -> int:
     mic = open_microphone(input_device)  # opened last: model loading must not stall its stream
     loop = LiveLoop(tt, mic, recognizer, Endpointer(), clock)
     print("Cramp Coach is listening. Say \"my foot is cramping\" when it happens. Ctrl-C quits.", flush=True)
-    try:
-        loop.run()
-    finally:
-        if mic.overflows or mic.dropped:
-            log.warning("microphone overflows: %d, dropped blocks: %d", mic.overflows, mic.dropped)
-        mic.close()
-        speaker.close()
-        events.close()
-        session.close()
-    return 0
+    with graceful_shutdown(loop.request_stop):
+        try:
+            loop.run()
+            loop.wind_down()
+        finally:
+            if mic.overflows or mic.dropped:
+                log.warning("microphone overflows: %d, dropped blocks: %d", mic.overflows, mic.dropped)
+            mic.close()
+            speaker.close()
+            log.info("microphone and speaker released")
+            events.close()
+            session.close()
+            log.info("diary closed")
+    return EXIT_CODES.get(loop.stop_reason or "", 0)
 
 
 def _prewarm(renderer: CachedRenderer, session: Session) -> None:

@@ -27,7 +27,7 @@ from typing import Protocol
 
 from .dialog import BARGE_IN_INTENTS, Coach
 from .echo import ECHO_LIMIT
-from .events import Action, EndSession, Heard, Listen, Say, Silence, SpeechTiming, StopSpeaking, Tick
+from .events import Action, EndSession, Heard, Listen, Say, Shutdown, Silence, SpeechTiming, StopSpeaking, Tick
 from .intents import IntentSet, normalize
 from .runtime import EventLog, Session
 from .timers import Clock
@@ -91,6 +91,12 @@ class TurnTaking:
 
     def start(self) -> None:
         self.apply(self.coach.start())
+
+    def shutdown(self, reason: str) -> None:
+        """The runner is stopping: the coach closes the episode and queues its parting line."""
+        event = Shutdown(reason)
+        self.events.write(event)
+        self.apply(self.coach.handle(event))
 
     def apply(self, actions: Sequence[Action]) -> None:
         self.session.keep_records(actions)

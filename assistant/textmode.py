@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import TextIO
 
 from .config import config_for
-from .events import Action, EndSession, Heard, Listen, Say, Silence, Tick
+from .events import Action, EndSession, Heard, Listen, Say, Shutdown, Silence, Tick
 from .runtime import EventLog, Session, open_session
+from .signals import EXIT_CODES, graceful_shutdown
 from .timers import ScaledClock
 
 
@@ -30,6 +31,7 @@ class TextRunner:
         self.out = out
         self.log = log
         self.silence_at: float | None = None
+        self.stop_reason: str | None = None
 
     def apply(self, actions: list[Action]) -> None:
         self.session.keep_records(actions)
@@ -75,6 +77,13 @@ class TextRunner:
             if line.strip():
                 self.hear(line)
 
+    def shutdown(self, reason: str) -> None:
+        """Stopped by a signal: the coach closes the episode and says its parting line."""
+        self.stop_reason = reason
+        event = Shutdown(reason)
+        self.log.write(event)
+        self.apply(self.coach.handle(event))
+
 
 def _read_lines(stream: TextIO, into: queue.Queue[str | None]) -> None:
     for line in stream:
@@ -92,9 +101,19 @@ def run_text(args: argparse.Namespace) -> int:
           flush=True)
     lines: queue.Queue[str | None] = queue.Queue()
     threading.Thread(target=_read_lines, args=(sys.stdin, lines), daemon=True).start()
-    try:
-        TextRunner(session, clock, sys.stdout, log).run(lines)
-    finally:
-        log.close()
-        session.close()
-    return 0
+    runner = TextRunner(session, clock, sys.stdout, log)
+    stopped: list[str] = []
+
+    def request_stop(reason: str) -> None:  # from the signal handler: wake the runner
+        stopped.append(reason)
+        lines.put(None)
+
+    with graceful_shutdown(request_stop):
+        try:
+            runner.run(lines)
+            if stopped:
+                runner.shutdown(stopped[0])
+        finally:
+            log.close()
+            session.close()
+    return EXIT_CODES.get(runner.stop_reason or "", 0)
