@@ -48,6 +48,11 @@ class _LineLoader(yaml.SafeLoader):
         result.key_lines = {}
         for key_node, value_node in node.value:
             key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (list, dict)):
+                raise DataFileError(
+                    getattr(self, "_path", "?"), key_node.start_mark.line + 1,
+                    "a key must be a plain word or number, not a list or mapping",
+                )
             if key in result:
                 raise DataFileError(
                     getattr(self, "_path", "?"), key_node.start_mark.line + 1,
@@ -76,21 +81,29 @@ def load_yaml(path: Path) -> Any:
         raise DataFileError(path, None, "file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DataFileError(path, None, f"cannot read file ({exc})") from None
-    loader = _LineLoader(text)
-    loader._path = path  # type: ignore[attr-defined]
+    loader: _LineLoader | None = None
     try:
+        loader = _LineLoader(text)  # checks every character already
+        loader._path = path  # type: ignore[attr-defined]
         return loader.get_single_data()
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise DataFileError(path, line, f"character U+{code:04X} is not allowed in YAML; delete it") from None
+    except RecursionError:
+        raise DataFileError(path, None, "brackets or indents nest too deep; check for ones that never close") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
         raise DataFileError(path, line, f"YAML syntax error: {problem}") from None
     except yaml.YAMLError as exc:
-        raise DataFileError(path, None, f"YAML error: {exc}") from None
+        raise DataFileError(path, None, f"YAML error: {' '.join(str(exc).split())}") from None
     except DataFileError as exc:
         raise DataFileError(path, exc.line, exc.problem) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def line_of(container: Any, key: Any = None) -> int | None:

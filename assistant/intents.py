@@ -28,6 +28,9 @@ PUBLIC_INTENTS = (
 
 _WORD = re.compile(r"[a-z0-9']+")
 
+MAX_NESTING = 32
+"""Deepest nesting of groups a template may have, through rules and lists (real ones use ~5)."""
+
 
 @dataclass(frozen=True)
 class IntentMatch:
@@ -66,6 +69,7 @@ class IntentSet:
             intents = Intents.from_dict(raw)
         except Exception as exc:  # hassil raises assorted errors on bad input
             raise DataFileError(path, None, f"invalid intent file: {exc}") from None
+        _check_nesting(intents, raw, path)
         return cls(intents, path)
 
     def check_names(self, names: Iterable[str]) -> list[str]:
@@ -169,15 +173,69 @@ def _check_template(
     text: str, path: Path, line: int | None, lists: dict, rules: dict, intent: str | None = None
 ) -> None:
     where = f"intent {intent!r}: " if intent else ""
+    shown = repr(text if len(text) <= 80 else text[:77] + "...")
     try:
         parsed = parse_sentence(text, keep_text=True)
+    except RecursionError:
+        raise DataFileError(path, line, f"{where}groups nest too deep in template {shown}") from None
     except Exception as exc:
-        raise DataFileError(path, line, f"{where}cannot parse template {text!r}: {exc}") from None
+        problem = str(exc).replace(text, "it") if len(text) > 80 else str(exc)
+        raise DataFileError(path, line, f"{where}cannot parse template {shown}: {problem}") from None
     for ref in _references(parsed.expression):
         if isinstance(ref, ListReference) and ref.list_name not in lists:
-            raise DataFileError(path, line, f"{where}unknown list {{{ref.list_name}}} in {text!r}")
+            raise DataFileError(path, line, f"{where}unknown list {{{ref.list_name}}} in {shown}")
         if isinstance(ref, RuleReference) and ref.rule_name not in rules:
-            raise DataFileError(path, line, f"{where}unknown rule <{ref.rule_name}> in {text!r}")
+            raise DataFileError(path, line, f"{where}unknown rule <{ref.rule_name}> in {shown}")
+
+
+def _check_nesting(intents: Intents, raw: LineDict, path: Path) -> None:
+    """Reject what hassil would match by endless or too deep recursion (a RecursionError mid-session).
+
+    hassil expands ``<rule>`` and ``{list}`` references inline while matching (and so do the
+    grammar compilers), so a rule that reaches itself never ends, and groups nested a few
+    hundred deep exhaust Python's stack. Depth counts through rules and lists.
+    """
+    rules = intents.expansion_rules
+    active: list[str] = []
+    depths: dict[str, int] = {}  # nesting inside each rule or list, once known
+
+    def too_deep(where: str, line: int | None) -> DataFileError:
+        return DataFileError(path, line, f"{where}groups nest more than {MAX_NESTING} deep (through rules and "
+                                         "lists); flatten the template")
+
+    def walk(expr: object, level: int, where: str, line: int | None) -> int:
+        """Nesting below ``expr`` (which sits ``level`` groups deep); raises past the limit."""
+        if level > MAX_NESTING:
+            raise too_deep(where, line)
+        if isinstance(expr, RuleReference):
+            key, bodies = f"<{expr.rule_name}>", [rules[expr.rule_name].expression] if expr.rule_name in rules else []
+        elif isinstance(expr, ListReference):
+            slot_list = intents.slot_lists.get(expr.list_name)
+            key = f"{{{expr.list_name}}}"
+            bodies = [v.text_in for v in slot_list.values] if isinstance(slot_list, TextSlotList) else []
+        else:
+            items = getattr(expr, "items", None)
+            if items is None:
+                return 0
+            return 1 + max((walk(item, level + 1, where, line) for item in items), default=0)
+        if key in active:
+            chain = " -> ".join([*active[active.index(key):], key])
+            section = raw.get("expansion_rules" if key.startswith("<") else "lists")
+            raise DataFileError(path, line_of(section, key[1:-1]) or line,
+                                f"{key} refers to itself ({chain}); a rule or list must not use itself")
+        if key not in depths:
+            active.append(key)
+            depths[key] = max((walk(body, level, where, line) for body in bodies), default=0)
+            active.pop()
+        if level + depths[key] > MAX_NESTING:
+            raise too_deep(where, line)
+        return depths[key]
+
+    intent_lines = raw.get("intents")
+    for name, intent in intents.intents.items():
+        for data in intent.data:
+            for sentence in data.sentences:
+                walk(sentence.expression, 0, f"intent {name!r}: ", line_of(intent_lines, name))
 
 
 def _references(expr: object) -> Iterable[object]:
