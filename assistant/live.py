@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import queue
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +24,7 @@ import numpy as np
 
 from .config import config_for
 from .echo import echo_score
+from .events import MICROPHONE, SPEAKER
 
 if TYPE_CHECKING:
     from .loop import TurnTaking
@@ -42,53 +45,157 @@ BARGE_IN_MAX_SECONDS = 2.0
 voice or noise — it is not decoded (decoding it would only cost time)."""
 
 
-class RecognizerWorker:
-    """Runs the recognizer in its own thread so decoding never delays a countdown cue."""
+RECOGNIZER_RETRIES = 3
+"""Utterances in a row the recognizer may fail on before it is created afresh."""
 
-    def __init__(self, recognizer: Any, intent_set: Any) -> None:
+
+class RecognizerWorker:
+    """Runs the recognizer in its own thread so decoding never delays a countdown cue.
+
+    Every utterance gets a result. When the recognizer raises (or returns something that
+    is not a transcript) the utterance is reported as heard-but-empty, so the coach says
+    it didn't catch that and the silence re-prompts keep working; after
+    ``RECOGNIZER_RETRIES`` failed utterances in a row a ``factory`` recreates it.
+    """
+
+    def __init__(self, recognizer: Any, intent_set: Any, factory: Callable[[], Any] | None = None) -> None:
         self.recognizer = recognizer
         self.intent_set = intent_set
+        self.factory = factory
         self._jobs: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.results: queue.Queue[tuple[Any, Any, Any]] = queue.Queue()
+        self.errors: queue.Queue[dict[str, Any]] = queue.Queue()
+        """Event-log rows about failures (read by the loop, which owns the log)."""
+        self.failures = 0
+        """Failed utterances in a row."""
+        self.recreated = 0
+        self._failed = False
+        self._pending = 0
+        self._idle = threading.Condition()
         self._thread = threading.Thread(target=self._work, name="recognizer", daemon=True)
         self._thread.start()
 
     def start(self, ctx: Any) -> None:
-        self._jobs.put(("start", ctx))
+        self._put("start", ctx)
 
     def audio(self, pcm: bytes) -> None:
-        self._jobs.put(("audio", pcm))
+        self._put("audio", pcm)
 
     def end(self, ctx: Any) -> None:
-        self._jobs.put(("end", ctx))
+        self._put("end", ctx)
+
+    def abort(self) -> None:
+        """Drop the utterance in progress without a result (the microphone went away)."""
+        self._put("abort", None)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until every queued job is done (tests, shutdown); False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    def _put(self, kind: str, data: Any) -> None:
+        with self._idle:
+            self._pending += 1
+        self._jobs.put((kind, data))
 
     def _work(self) -> None:
-        from .listen import understand
-
         while True:
             kind, data = self._jobs.get()
             try:
-                if kind == "start":
-                    self.recognizer.set_context(list(data.intents))
-                    self.recognizer.start_utterance()
-                elif kind == "audio":
-                    self.recognizer.accept_audio(data)
-                else:
-                    transcript = self.recognizer.end_utterance()
-                    match = understand(self.intent_set, transcript, list(data.intents))
-                    self.results.put((data, transcript, match))
-            except Exception:  # noqa: BLE001 - one bad utterance must not end the coach
-                log.exception("recognizer failed on %s", kind)
+                self._do(kind, data)
+            finally:
+                with self._idle:
+                    self._pending -= 1
+                    self._idle.notify_all()
+
+    def _do(self, kind: str, data: Any) -> None:
+        from .listen import Transcript, understand
+
+        if kind == "start":
+            self._failed = False
+        elif self._failed and kind == "audio":
+            return  # this utterance is lost already; don't log the same failure per block
+        try:
+            if kind == "start":
+                self.recognizer.set_context(list(data.intents))
+                self.recognizer.start_utterance()
+            elif kind == "audio":
+                self.recognizer.accept_audio(data)
+            elif kind == "abort":
+                self.recognizer.end_utterance()
+            elif not self._failed:
+                transcript = _checked(self.recognizer.end_utterance())
+                match = understand(self.intent_set, transcript, list(data.intents))
+                self.failures = 0
+                self.results.put((data, transcript, match))
+        except Exception as exc:  # noqa: BLE001 - one bad utterance must not end the coach
+            log.exception("recognizer failed on %s", kind)
+            self.errors.put({"type": "recognizer_error", "stage": kind, "error": _first_line(exc)})
+            self._failed = True
+        if kind == "end" and self._failed:
+            try:  # leave the decoder out of the broken utterance, if it still answers
+                self.recognizer.end_utterance()
+            except Exception:  # noqa: BLE001 - it is failing already
+                log.debug("end_utterance after a failure", exc_info=True)
+            self.results.put((data, Transcript("", 0.0), None))  # heard, not understood
+            self.failures += 1
+            if self.failures >= RECOGNIZER_RETRIES:
+                self._recreate()
+
+    def _recreate(self) -> None:
+        if self.factory is None:
+            return
+        log.warning("the recognizer failed %d utterances in a row; creating it afresh", self.failures)
+        try:
+            self.recognizer = self.factory()
+        except Exception as exc:  # noqa: BLE001 - keep the old one; try again after more failures
+            log.exception("could not recreate the recognizer")
+            self.errors.put({"type": "recognizer_error", "stage": "recreate", "error": _first_line(exc)})
+            return
+        self.recreated += 1
+        self.failures = 0
+        self.errors.put({"type": "recognizer_recreated", "count": self.recreated})
+
+
+def _checked(transcript: Any) -> Any:
+    """A recognizer's result made safe: text must be text; a confidence that is not a
+    number in 0..1 (NaN, inf, negative) counts as no confidence at all."""
+    from .listen import Transcript
+
+    text = transcript.text
+    if not isinstance(text, str):
+        raise TypeError(f"recognizer returned {type(text).__name__} instead of text")
+    try:
+        confidence = float(transcript.confidence)
+    except (TypeError, ValueError):
+        confidence = 0.0
+    if not math.isfinite(confidence) or not 0.0 <= confidence <= 1.0001:
+        log.warning("recognizer confidence %r is out of range; treating it as 0", transcript.confidence)
+        confidence = 0.0
+    return Transcript(text, min(confidence, 1.0))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class LiveLoop:
-    """Microphone in, coach in the middle, speaker out."""
+    """Microphone in, coach in the middle, speaker out.
+
+    Device faults never stop it: a microphone or speaker that goes away (or comes back)
+    becomes a ``DeviceLost``/``DeviceBack`` event for the coach, microphone overflows are
+    counted into the event log, and the recognizer worker answers every utterance.
+    """
+
+    OVERFLOW_LOG_SECONDS = 1.0
+    """At most one ``mic_overflow`` event-log row this often."""
 
     def __init__(self, turn_taking: TurnTaking, mic: Any, recognizer: Any, endpointer: Endpointer,
-                 clock: Clock) -> None:
+                 clock: Clock, recognizer_factory: Callable[[], Any] | None = None) -> None:
         self.tt = turn_taking
         self.mic = mic
-        self.worker = RecognizerWorker(recognizer, turn_taking.intent_set)
+        self.worker = RecognizerWorker(recognizer, turn_taking.intent_set, recognizer_factory)
         self.endpointer = endpointer
         self.clock = clock
         self.ctx: Any = None
@@ -96,9 +203,14 @@ class LiveLoop:
         self.running = True
         self.stop_reason: str | None = None
         """The signal that asked the loop to stop, if one did."""
+        self.device_ok = {MICROPHONE: True, SPEAKER: True}
+        """What the coach was last told about each device."""
+        self._overflows_seen = 0
+        self._overflow_row_at = -self.OVERFLOW_LOG_SECONDS
 
     def step(self, max_wait: float = 0.05) -> None:
         """Wait for audio (up to the next deadline) and handle whatever is due."""
+        self._watch_devices()
         wake = self.tt.next_wakeup()
         wait = max_wait if wake is None else max(0.0, min(max_wait, wake - self.clock.now()))
         chunk = self.mic.read(wait) if self.mic is not None else None
@@ -137,7 +249,39 @@ class LiveLoop:
             self.worker.end(ctx)
             self.ctx = None
 
+    def _watch_devices(self) -> None:
+        """Turn device state into events for the coach (on transitions only)."""
+        mic_ok = bool(getattr(self.mic, "available", True)) if self.mic is not None else True
+        if mic_ok != self.device_ok[MICROPHONE]:
+            self.device_ok[MICROPHONE] = mic_ok
+            if not mic_ok and self.ctx is not None:  # cut off mid-utterance: nothing to decode
+                self.worker.abort()
+                self.ctx = None
+            if not mic_ok:
+                self.endpointer.reset()
+            self.tt.device_changed(MICROPHONE, mic_ok)
+        overflows = int(getattr(self.mic, "overflows", 0) or 0)
+        now = self.clock.now()
+        if overflows > self._overflows_seen and now - self._overflow_row_at >= self.OVERFLOW_LOG_SECONDS:
+            self.tt.events.write({"type": "mic_overflow", "blocks": overflows - self._overflows_seen,
+                                  "total": overflows})
+            self._overflows_seen = overflows
+            self._overflow_row_at = now
+        check = getattr(self.tt.speaker, "check", None)
+        if check is not None:
+            check()
+        speaker_ok = bool(getattr(self.tt.speaker, "available", True))
+        if speaker_ok != self.device_ok[SPEAKER]:
+            self.device_ok[SPEAKER] = speaker_ok
+            self.tt.device_changed(SPEAKER, speaker_ok)
+
     def _results(self) -> None:
+        while True:
+            try:
+                row = self.worker.errors.get_nowait()
+            except queue.Empty:
+                break
+            self.tt.events.write(row)
         while True:
             try:
                 ctx, transcript, match = self.worker.results.get_nowait()
@@ -170,15 +314,15 @@ class LiveLoop:
 
 
 def make_speaker(renderer: CachedRenderer, device: str | int | None, events: EventLog) -> Speaker:
-    """The speaker, or a text trace when there is none (logged, never fatal)."""
-    from .speak import DeviceSpeaker, TextSpeaker
+    """The speaker; while there is none (or it fails) a text trace on stdout, and it is
+    tried again every few seconds (logged, never fatal)."""
+    from .speak import DeviceSpeaker, ResilientSpeaker
 
-    try:
-        return DeviceSpeaker(renderer, device)
-    except Exception as exc:  # noqa: BLE001 - PortAudio raises several types
-        log.warning("no speaker (%s): the coach will print what it says instead", str(exc).splitlines()[0])
-        events.write({"type": "no_speaker", "error": str(exc).splitlines()[0]})
-        return TextSpeaker()
+    speaker = ResilientSpeaker(renderer, lambda: DeviceSpeaker(renderer, device))
+    if speaker.device is None:
+        log.warning("no speaker (%s): the coach will print what it says instead", speaker.open_error)
+        events.write({"type": "no_speaker", "error": speaker.open_error})
+    return speaker
 
 
 def run_live(args: argparse.Namespace) -> int:
@@ -203,7 +347,8 @@ def run_live(args: argparse.Namespace) -> int:
     recognizer = create_recognizer(session.content.intents, config.engine, config.model_path)
     tt = TurnTaking(session, clock, speaker, events)
     mic = open_microphone(input_device)  # opened last: model loading must not stall its stream
-    loop = LiveLoop(tt, mic, recognizer, Endpointer(), clock)
+    loop = LiveLoop(tt, mic, recognizer, Endpointer(), clock, recognizer_factory=lambda: create_recognizer(
+        session.content.intents, config.engine, config.model_path))
     print("Cramp Coach is listening. Say \"my foot is cramping\" when it happens. Ctrl-C quits.", flush=True)
     with graceful_shutdown(loop.request_stop):
         try:

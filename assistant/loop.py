@@ -27,7 +27,21 @@ from typing import Protocol
 
 from .dialog import BARGE_IN_INTENTS, Coach
 from .echo import ECHO_LIMIT
-from .events import Action, EndSession, Heard, Listen, Say, Shutdown, Silence, SpeechTiming, StopSpeaking, Tick
+from .events import (
+    MICROPHONE,
+    Action,
+    DeviceBack,
+    DeviceLost,
+    EndSession,
+    Heard,
+    Listen,
+    Say,
+    Shutdown,
+    Silence,
+    SpeechTiming,
+    StopSpeaking,
+    Tick,
+)
 from .intents import IntentSet, normalize
 from .runtime import EventLog, Session
 from .timers import Clock
@@ -96,6 +110,14 @@ class TurnTaking:
         """The runner is stopping: the coach closes the episode and queues its parting line."""
         event = Shutdown(reason)
         self.events.write(event)
+        self.apply(self.coach.handle(event))
+
+    def device_changed(self, kind: str, available: bool) -> None:
+        """The microphone or speaker went away or came back: the coach explains and carries on."""
+        event = DeviceBack(kind) if available else DeviceLost(kind)
+        self.events.write(event)
+        if kind == MICROPHONE and not available:
+            self.user_speaking = False  # an utterance cut off by the loss gets no result
         self.apply(self.coach.handle(event))
 
     def apply(self, actions: Sequence[Action]) -> None:

