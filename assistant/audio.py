@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 TARGET_RATE = 16000
 BLOCK_SECONDS = 0.02
+OVERFLOW_LOG_SECONDS = 1.0
+"""Overflows are logged at most this often (a struggling device overflows every block)."""
 
 
 class InputStreamLike(Protocol):
@@ -124,6 +126,7 @@ class Microphone:
         self._trial = False
         """A reopened stream that has not delivered audio yet."""
         self._overflows_logged = 0
+        self._overflow_logged_at = -OVERFLOW_LOG_SECONDS
 
     # -------------------------------------------------------------- lifecycle
 
@@ -179,7 +182,8 @@ class Microphone:
     def check(self) -> None:
         """One watchdog step: log overflows, notice a lost device, reopen it (tests call this)."""
         now = self._clock()
-        if self.overflows > self._overflows_logged:
+        if self.overflows > self._overflows_logged and now - self._overflow_logged_at >= OVERFLOW_LOG_SECONDS:
+            self._overflow_logged_at = now
             log.warning("microphone overflow: %d block(s) of audio lost (%d in all)",
                         self.overflows - self._overflows_logged, self.overflows)
             self._overflows_logged = self.overflows
