@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import sys
+from typing import NoReturn
 
 from . import __version__
 from .errors import UserFacingError
@@ -36,12 +37,31 @@ def _add_live_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", help="speaker device name or index")
     parser.add_argument("--log-events", metavar="FILE", help="write a JSON Lines event log")
     parser.add_argument("--seed", type=int, help="seed for choosing phrasings (reproducible runs)")
-    parser.add_argument("--time-scale", type=float, metavar="X",
+    parser.add_argument("--time-scale", type=_positive, metavar="X",
                         help="run the coach's clock X times faster (text mode: scripted runs, demos)")
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number (e.g. 20)")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """A mistyped option is one line with the way out, like every other refusal."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("cramp-coach").strip()
+        where = f"{command}: " if command else ""
+        self.exit(2, f"cramp-coach: {where}{message}; see '{self.prog} --help'\n")
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cramp-coach",
         description="Offline, hands-free voice coach for foot cramps.",
     )

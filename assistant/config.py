@@ -246,7 +246,12 @@ def _read_file(path: Path) -> list[tuple[Key, Any, int | None]]:
     except FileNotFoundError:
         return []
     except (OSError, UnicodeDecodeError) as exc:
-        raise UserFacingError(f"cannot read the config file {path}: {exc}") from None
+        why = ("it is not UTF-8 text" if isinstance(exc, UnicodeDecodeError)
+               else "it is a directory" if path.is_dir() else exc.strerror or str(exc))
+        raise UserFacingError(
+            f"cannot read the config file {path} ({why}). Fix it, or point CRAMP_COACH_CONFIG at another "
+            "file ('cramp-coach config --example' prints a valid one)"
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -177,7 +177,8 @@ def diary_error(path: Path, exc: BaseException) -> DiaryError:
         return DiaryError(f"the diary {path} is in use by another program ({text}). Close it (is another "
                           "cramp-coach running?) and try again", "locked")
     if "readonly" in low or "read-only" in low:
-        return DiaryError(f"the diary {path} is read-only ({text}). Make it writable (chmod u+w {path}) "
+        files = " ".join(str(f) for f in list(diary_files(path))[:3] if f.exists()) or str(path)
+        return DiaryError(f"the diary {path} is read-only ({text}). Make it writable (chmod u+w {files}) "
                           "or set [diary] path to a file you own", "readonly")
     if isinstance(exc, OSError) or "unable to open" in low or "permission" in low:
         return DiaryError(f"cannot open the diary {path} ({text}). Check that you can read and write it and "

@@ -295,19 +295,9 @@ def parse_vosk_results(results: Sequence[dict[str, Any]]) -> Transcript:
 
 def load_vosk_model(path: Path) -> Any:
     """Load a Vosk model directory, with a message that says what to do when it fails."""
-    from .models import check_model_dir
+    from .models import load_vosk
 
-    check_model_dir(path)
-    import vosk
-
-    vosk.SetLogLevel(-1)
-    try:
-        return vosk.Model(str(path))
-    except Exception as exc:
-        raise UserFacingError(
-            f"the Vosk model in {path} could not be loaded ({exc}); it may be damaged. "
-            "Reinstall it with: cramp-coach models remove NAME && cramp-coach models install"
-        ) from None
+    return load_vosk(path)
 
 
 def create_recognizer(

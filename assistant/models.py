@@ -14,11 +14,13 @@ import hashlib
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import UserFacingError
 from .paths import data_dir
@@ -78,7 +80,85 @@ def model_problem(path: Path) -> str | None:
     for rel in ("am/final.mdl",):
         if (path / rel).stat().st_size == 0:
             return f"{rel} is empty"
+    try:
+        with (path / "am" / "final.mdl").open("rb") as f:
+            head = f.read(20)
+    except OSError as exc:
+        return f"am/final.mdl cannot be read ({exc.strerror})"
+    if not head.lstrip(b"\0B").lstrip().startswith(b"<TransitionModel>"):
+        return "am/final.mdl is not a Kaldi acoustic model (damaged or truncated)"
     return None
+
+
+def load_vosk(path: Path) -> Any:
+    """Load a Vosk model, turning every failure into a :class:`UserFacingError` with the fix.
+
+    OpenFst only *prints* some read errors (a truncated ``graph/*.fst``) and Vosk then
+    returns a model that crashes the process when a recognizer is made from it; so the
+    library's stderr is captured during loading and any ``ERROR`` line refuses the model.
+    """
+    check_model_dir(path)
+    vosk = _import_vosk()
+    vosk.SetLogLevel(-1)
+    model: Any = None
+    failure = ""
+    with _captured_stderr() as captured:
+        try:
+            model = vosk.Model(str(path))
+        except Exception as exc:  # vosk raises a bare Exception("Failed to create a model")
+            failure = str(exc)
+    errors = [line.strip() for line in captured.text.splitlines() if line.lstrip().startswith("ERROR")]
+    if model is None or errors:
+        reason = errors[-1].removeprefix("ERROR:").strip() if errors else failure
+        raise UserFacingError(
+            f"the Vosk model in {path} could not be loaded ({reason}); it is damaged or incomplete. "
+            "Reinstall it: cramp-coach models remove NAME && cramp-coach models install"
+        )
+    if captured.text.strip():
+        sys.stderr.write(captured.text)
+    return model
+
+
+def _import_vosk() -> Any:
+    """Import vosk without running ``requests``, which it imports only for its own downloader.
+
+    The coach loads models by path and never calls that downloader, but importing
+    ``requests`` pulls in urllib3, which creates and binds an IPv6 socket at import time to
+    probe the host. Registered through :class:`importlib.util.LazyLoader`, ``requests`` runs
+    only if something actually uses it — so the live coach opens no inet socket at all
+    (tests/test_no_network.py).
+    """
+    if "requests" not in sys.modules:
+        import importlib.util
+
+        spec = importlib.util.find_spec("requests")
+        if spec is not None and spec.loader is not None:
+            spec.loader = importlib.util.LazyLoader(spec.loader)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules["requests"] = module
+            spec.loader.exec_module(module)
+    import vosk
+
+    return vosk
+
+
+class _captured_stderr:
+    """Redirect file descriptor 2 (where C++ libraries print) into a temporary file."""
+
+    def __enter__(self) -> _captured_stderr:
+        self.text = ""
+        sys.stderr.flush()
+        self._file = tempfile.TemporaryFile()
+        self._saved = os.dup(2)
+        os.dup2(self._file.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._file.seek(0)
+        self.text = self._file.read().decode("utf-8", "replace")
+        self._file.close()
 
 
 def check_model_dir(path: Path) -> None:

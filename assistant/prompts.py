@@ -157,6 +157,19 @@ def load_content(directory: Path | None = None) -> Content:
 # ------------------------------------------------------------------ helpers
 
 
+def _known_keys(raw: LineDict, path: Path, allowed: tuple[str, ...], what: str) -> None:
+    """An unknown key is most likely a typo that would silently drop a setting: say so."""
+    for key in raw:
+        if key not in allowed:
+            raise DataFileError(path, line_of(raw, key),
+                                f"{what}: unknown key {key!r} (a typo?); allowed: {', '.join(allowed)}")
+
+
+ROUTINE_KEYS = ("name", "instruction", "hold_seconds", "during", "after")
+QUESTION_KEYS = ("id", "ask", "short", "contributor", "tip", "red_flag", "see_professional", "ask_if", "slot",
+                 "count_unsure")
+
+
 def _mapping(raw: Any, path: Path, line: int | None = 1) -> LineDict:
     if not isinstance(raw, LineDict):
         raise DataFileError(path, getattr(raw, "line", None) or line, "expected a mapping of keys to values")
@@ -214,6 +227,7 @@ def _load_routines(path: Path) -> tuple[dict[str, Routine], dict[str, tuple[str,
     foot = frozenset({"foot"})
     for rid, body in routines_raw.items():
         body = _mapping(body, path, line_of(routines_raw, rid))
+        _known_keys(body, path, ROUTINE_KEYS, f"routine {rid!r}")
         for need in ("name", "instruction", "hold_seconds"):
             if need not in body:
                 raise DataFileError(path, body.line, f"routine {rid!r} needs '{need}:'")
@@ -271,6 +285,7 @@ def _load_questions(path: Path, reasons: Mapping[str, Phrases], intents: IntentS
     none = frozenset()
     for i, item in enumerate(items):
         q = _mapping(item, path, line_of(items, i))
+        _known_keys(q, path, QUESTION_KEYS, f"question {q.get('id', i + 1)!r}")
         qid = q.get("id")
         if not isinstance(qid, str) or "ask" not in q or "short" not in q:
             raise DataFileError(path, q.line, "each question needs 'id:', 'ask:' and 'short:'")

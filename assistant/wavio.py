@@ -44,22 +44,38 @@ def read_wav(path: Path | str, target_rate: int = TARGET_RATE) -> np.ndarray:
     Raises :class:`UserFacingError` naming the file when it is not a readable PCM WAV.
     """
     path = Path(path)
+    redo = f"Give a PCM WAV recording, e.g. convert with `sox INPUT -r 16000 -c 1 -b 16 {path.stem}-16k.wav`"
+    if path.is_dir():
+        raise UserFacingError(f"{path} is a directory, not a WAV file; give the path of a .wav file")
     try:
         with wave.open(str(path), "rb") as wav:
             channels = wav.getnchannels()
             width = wav.getsampwidth()
             rate = wav.getframerate()
-            raw = wav.readframes(wav.getnframes())
+            declared = wav.getnframes()
+            raw = _read_frames(wav, declared)
     except FileNotFoundError:
         raise UserFacingError(f"{path}: file not found") from None
+    except PermissionError:
+        raise UserFacingError(f"{path}: cannot read the file (permission denied); check its permissions") from None
     except (wave.Error, EOFError, OSError) as exc:
-        raise UserFacingError(
-            f"{path}: not a readable WAV file ({str(exc) or 'the file ends before the WAV header'}). "
-            "Give a PCM WAV recording, e.g. convert with "
-            f"`sox INPUT -r 16000 -c 1 -b 16 {path.stem}-16k.wav`"
-        ) from None
+        reason = str(exc) or "the file ends before the WAV header"
+        if reason == "unknown format: 3":
+            reason = "32-bit float samples are not supported"
+        elif reason.startswith("unknown format: 65534"):
+            reason = "WAVE_FORMAT_EXTENSIBLE headers are not supported"
+        raise UserFacingError(f"{path}: not a readable WAV file ({reason}). {redo}") from None
     if channels < 1 or rate < 1000:
-        raise UserFacingError(f"{path}: WAV header is damaged ({channels} channels at {rate} Hz)")
+        raise UserFacingError(f"{path}: WAV header is damaged ({channels} channels at {rate} Hz). {redo}")
+    frame = channels * width
+    got = len(raw) // frame if frame else 0
+    if got < declared:
+        raise UserFacingError(
+            f"{path}: the WAV file is cut short (its header promises {declared / rate:.2f} s of audio, "
+            f"it holds {got / rate:.2f} s). Copy or export it again; or rewrite the header: {redo}"
+        )
+    if got == 0:
+        raise UserFacingError(f"{path}: the WAV file holds no audio (0 samples). Record or export it again")
     if width == 1:
         data = np.frombuffer(raw, dtype=np.uint8)
     elif width == 2:
@@ -74,6 +90,19 @@ def read_wav(path: Path | str, target_rate: int = TARGET_RATE) -> np.ndarray:
         raise UserFacingError(f"{path}: unsupported WAV sample width of {width} bytes; use 16-bit PCM")
     data = data[: len(data) // channels * channels].reshape(-1, channels)
     return to_int16_mono(data, rate, target_rate)
+
+
+def _read_frames(wav: wave.Wave_read, declared: int) -> bytes:
+    """Read up to ``declared`` frames in blocks: a damaged header claiming gigabytes costs nothing."""
+    blocks: list[bytes] = []
+    left = declared
+    while left > 0:
+        block = wav.readframes(min(left, 1 << 20))
+        if not block:
+            break
+        blocks.append(block)
+        left -= len(block) // (wav.getsampwidth() * wav.getnchannels())
+    return b"".join(blocks)
 
 
 def write_wav(path: Path | str, samples: np.ndarray, rate: int = TARGET_RATE) -> None:

@@ -20,7 +20,7 @@ from assistant.errors import UserFacingError
 def fake_model_zip(path: Path, top: str = "vosk-model-fake-0.1", valid: bool = True) -> Path:
     """A zip with the structure of a small Vosk model (contents are placeholders)."""
     with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(f"{top}/am/final.mdl", b"\0fake acoustic model" * 500)
+        zf.writestr(f"{top}/am/final.mdl", b"\0B<TransitionModel> " + b"\0fake acoustic model" * 500)
         zf.writestr(f"{top}/conf/model.conf", "--min-active=200\n")
         zf.writestr(f"{top}/conf/mfcc.conf", "--sample-frequency=16000\n")
         if valid:

@@ -159,7 +159,7 @@ def test_damaged_model_is_a_clear_error(intent_set, ko_model_dir, tmp_path):  # 
             os.symlink(part, broken / part.name) if broken.exists() else (broken.mkdir(), os.symlink(
                 part, broken / part.name))
     (broken / "am").mkdir()
-    (broken / "am" / "final.mdl").write_bytes(b"this is not a kaldi model" * 100)
+    (broken / "am" / "final.mdl").write_bytes(b"\0B<TransitionModel> " + b"this is not a kaldi model" * 100)
     with pytest.raises(UserFacingError, match="could not be loaded.*damaged"):
         create_recognizer(intent_set, "vosk", broken)
     (broken / "am" / "final.mdl").unlink()
