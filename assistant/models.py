@@ -124,21 +124,29 @@ def _import_vosk() -> Any:
 
     The coach loads models by path and never calls that downloader, but importing
     ``requests`` pulls in urllib3, which creates and binds an IPv6 socket at import time to
-    probe the host. Registered through :class:`importlib.util.LazyLoader`, ``requests`` runs
-    only if something actually uses it — so the live coach opens no inet socket at all
-    (tests/test_no_network.py).
+    probe the host. So while vosk is imported, ``requests`` is a stand-in that imports the
+    real package on first use (never, here): the coach opens no inet socket at all
+    (tests/test_no_network.py). Anyone else importing ``requests`` later gets the real one.
     """
-    if "requests" not in sys.modules:
-        import importlib.util
+    if "vosk" in sys.modules or "requests" in sys.modules:
+        import vosk
 
-        spec = importlib.util.find_spec("requests")
-        if spec is not None and spec.loader is not None:
-            spec.loader = importlib.util.LazyLoader(spec.loader)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules["requests"] = module
-            spec.loader.exec_module(module)
-    import vosk
+        return vosk
+    import types
 
+    def on_first_use(name: str) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module("requests"), name)
+
+    stand_in = types.ModuleType("requests", "imported on first use (assistant.models._import_vosk)")
+    stand_in.__getattr__ = on_first_use  # type: ignore[method-assign]
+    sys.modules["requests"] = stand_in
+    try:
+        import vosk
+    finally:
+        if sys.modules.get("requests") is stand_in:
+            del sys.modules["requests"]
     return vosk
 
 
