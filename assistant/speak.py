@@ -383,8 +383,13 @@ class DeviceSpeaker:
     """
 
     STALL_SECONDS = 1.0
-    """No callback this long: the device is not playing (a stream takes ~0.45 s to start
-    on PulseAudio; a vanished sink stalls it ~1.2 s before PulseAudio moves it elsewhere)."""
+    """No callback this long: the device is not playing (a vanished PulseAudio sink stalls
+    the stream ~1.2 s before PulseAudio moves it elsewhere; a suspended one for good)."""
+    STARTUP_SECONDS = 3.0
+    """No stall verdict this soon after opening: a new ALSA-pulse stream takes one callback
+    and then pauses ~1.8 s before it runs steadily (measured here)."""
+    CONFIRM_CALLBACKS = 25
+    """Callbacks (10 ms each) after opening before the device counts as really playing."""
 
     def __init__(self, renderer: Renderer, device: int | str | None = None,
                  on_error: Callable[[Exception], None] | None = None) -> None:
@@ -406,6 +411,7 @@ class DeviceSpeaker:
         self.stop_requested_at: float | None = None
         self._opened_at = 0.0
         self._last_callback = 0.0
+        self._callbacks = 0
         from .echo import PlaybackHistory
 
         self.history = PlaybackHistory()
@@ -415,6 +421,7 @@ class DeviceSpeaker:
 
     def _open(self) -> None:
         self._opened_at = time.monotonic()
+        self._callbacks = 0
         self._stream = self._sd.OutputStream(
             device=self.device, samplerate=self.rate, channels=1, dtype="int16",
             blocksize=int(self.rate * BLOCK_SECONDS), latency="low", callback=self._callback,
@@ -428,6 +435,7 @@ class DeviceSpeaker:
 
     def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         self._last_callback = time.monotonic()
+        self._callbacks += 1
         out = outdata[:, 0]
         filled = 0
         with self._lock:
@@ -455,12 +463,15 @@ class DeviceSpeaker:
         stream = self._stream
         if stream is None or not stream.active:
             return True
-        return time.monotonic() - max(self._opened_at, self._last_callback) > self.STALL_SECONDS
+        now = time.monotonic()
+        if now - self._opened_at < self.STARTUP_SECONDS:
+            return False
+        return now - self._last_callback > self.STALL_SECONDS
 
     @property
     def confirmed(self) -> bool:
-        """The device has taken audio since the stream was opened (it really plays)."""
-        return self._stream is not None and self._last_callback > self._opened_at
+        """The device keeps taking audio since the stream was opened (it really plays)."""
+        return self._callbacks >= self.CONFIRM_CALLBACKS and not self.stalled
 
     def take_unplayed(self) -> list[str]:
         """Empty the queue; the texts of lines not yet (fully) played, for the text trace."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -551,3 +552,79 @@ def test_recognizer_garbage_gets_the_normal_didnt_catch_that(
     assert keys[:2] == ["commands.not_understood", "relief.checkin_short"]
     heard = next(e for e in rig.events() if e["type"] == "heard")
     assert 0.0 <= heard["confidence"] <= 1.0  # nothing out of range reaches the log or the diary
+
+
+# ------------------------------------------------------------------ the same, for real (PulseAudio)
+
+
+@pytest.mark.audio
+def test_real_speaker_and_microphone_suspended_mid_hold(pulse: Any, tmp_path: Path) -> None:
+    """The live ``cramp-coach`` process on the PulseAudio virtual devices.
+
+    What PulseAudio really does (measured here, PulseAudio 16): a *suspended* sink or
+    source keeps the stream open and silently stops its callbacks — no error, no status
+    flag; an *unloaded* one stalls the stream ~1.2 s and then moves it to the new default
+    device (for the microphone that was ``speaker.monitor``). The stall is what the coach
+    must survive, so both devices are suspended here, one after the other, mid-hold.
+    """
+    from test_live_e2e import Coach
+    from user_turns import make_turns
+
+    turns = make_turns(tmp_path)
+    coach = Coach(pulse, tmp_path, {"CRAMP_COACH_HOLD_SECONDS": "40"})
+    spk = pulse.record("speaker.monitor")
+    try:
+        pulse.play(turns["foot"]).wait(timeout=20)
+        coach.wait_for(lambda e: e["type"] == "heard" and e["intent"] == "cramp_start", 10)
+        mark = coach.wait_for(lambda e: e["type"] == "say" and e["key"] == "relief.disclaimer", 30)["t"]
+        assert not [e for e in coach.events() if e["type"].startswith("device_")]  # no false alarm
+
+        def event(kind: str, what: str, key: str = "kind") -> Callable[[dict[str, Any]], bool]:
+            return lambda e: e["type"] == kind and e.get(key) == what and e["t"] >= mark
+
+        pulse.pactl("suspend-sink", "speaker", "1")  # mid-line
+        coach.wait_for(event("device_lost", "speaker"), 5)
+        pulse.pactl("suspend-sink", "speaker", "0")
+        coach.wait_for(event("device_back", "speaker"), 8)
+        back_at = time.monotonic()
+        coach.wait_for(event("say", "device.speaker_back", "key"), 3)
+        pulse.pactl("suspend-source", "mic", "1")
+        coach.wait_for(event("device_lost", "microphone"), 5)
+        coach.wait_for(event("say", "device.mic_lost", "key"), 3)
+        pulse.pactl("suspend-source", "mic", "0")
+        coach.wait_for(event("device_back", "microphone"), 6)
+        coach.wait_for(lambda e: e["type"] == "say" and e["key"] == "relief.checkin", 40)
+        wait_until_quiet(spk, 10)  # the person answers once the question has been asked
+        pulse.play(turns["better"]).wait(timeout=20)
+        coach.wait_for(lambda e: e["type"] == "heard" and e["intent"] == "better", 10)
+    finally:
+        pulse.pactl("suspend-sink", "speaker", "0")
+        pulse.pactl("suspend-source", "mic", "0")
+        audio, times = spk.stop()
+        coach.close()
+    events = coach.events()
+    out = coach.proc.stdout.read() if coach.proc.stdout else ""
+    assert "coach: Just so you know" in out  # the stalled line went to the text trace
+    # The countdown kept its absolute schedule through both faults: the cues a second
+    # apart are a second apart, and the release cue was said.
+    cues = {e["key"]: e["t"] for e in events if e["type"] == "cue"}
+    assert "countdown.0" in cues
+    for key in ("countdown.10", "countdown.5", "countdown.4", "countdown.3", "countdown.2", "countdown.1"):
+        if key in cues:
+            left = int(key.split(".")[1])
+            assert abs(cues["countdown.0"] - cues[key] - left) < 0.15, (key, cues)
+    # After the speaker came back, the coach was heard on it again.
+    loud = np.abs(audio.astype(np.int32)) > 800
+    assert loud[times > back_at].any()
+
+
+def wait_until_quiet(rec: Any, timeout: float, quiet: float = 0.6) -> None:
+    """Poll a capture of the speaker until it has carried no sound for ``quiet`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        audio, times = rec.samples()
+        loud = times[np.abs(audio.astype(np.int32)) > 800]
+        if len(times) and (not len(loud) or time.monotonic() - loud[-1] > quiet):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the coach did not stop talking within {timeout} s")
