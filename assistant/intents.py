@@ -147,6 +147,12 @@ def _validate(raw: object, path: Path) -> None:
         raise DataFileError(path, line_of(raw, "lists"), "'lists:' must be a mapping")
     for name, body in rules.items():
         _check_template(str(body), path, line_of(rules, name), lists, rules)
+    for name, body in lists.items():  # list values are templates too: {location} may say "(toe|toes)"
+        values = body.get("values") if isinstance(body, dict) else None
+        for i, value in enumerate(values if isinstance(values, list) else []):
+            text = value.get("in") if isinstance(value, dict) else value
+            if isinstance(text, str):
+                _check_template(text, path, line_of(values, i), lists, rules, list_name=str(name))
     for name, intent in intents.items():
         if not isinstance(name, str):
             raise DataFileError(
@@ -170,22 +176,43 @@ def _validate(raw: object, path: Path) -> None:
 
 
 def _check_template(
-    text: str, path: Path, line: int | None, lists: dict, rules: dict, intent: str | None = None
+    text: str, path: Path, line: int | None, lists: dict, rules: dict, intent: str | None = None,
+    list_name: str | None = None,
 ) -> None:
-    where = f"intent {intent!r}: " if intent else ""
-    shown = repr(text if len(text) <= 80 else text[:77] + "...")
+    where = f"intent {intent!r}: " if intent else f"list {list_name!r}: " if list_name else ""
+    shown = repr(_clip(text))
+    depth = _bracket_depth(text)
+    if depth > MAX_NESTING:  # hassil's parser would recurse that deep (slowly, then fail)
+        raise DataFileError(path, line, f"{where}groups nest {depth} deep (at most {MAX_NESTING}) in {shown}")
     try:
         parsed = parse_sentence(text, keep_text=True)
     except RecursionError:
         raise DataFileError(path, line, f"{where}groups nest too deep in template {shown}") from None
     except Exception as exc:
-        problem = str(exc).replace(text, "it") if len(text) > 80 else str(exc)
+        problem = _clip(" ".join(str(exc).split()), 160)  # hassil quotes the template back, newlines and all
         raise DataFileError(path, line, f"{where}cannot parse template {shown}: {problem}") from None
     for ref in _references(parsed.expression):
         if isinstance(ref, ListReference) and ref.list_name not in lists:
-            raise DataFileError(path, line, f"{where}unknown list {{{ref.list_name}}} in {shown}")
+            raise DataFileError(path, line, f"{where}unknown list {_clip('{' + ref.list_name + '}')} in {shown}")
         if isinstance(ref, RuleReference) and ref.rule_name not in rules:
-            raise DataFileError(path, line, f"{where}unknown rule <{ref.rule_name}> in {shown}")
+            raise DataFileError(path, line, f"{where}unknown rule {_clip('<' + ref.rule_name + '>')} in {shown}")
+
+
+def _clip(text: str, most: int = 80) -> str:
+    """Long template text shortened for a one-line error."""
+    return text if len(text) <= most else text[:most - 3] + "..."
+
+
+def _bracket_depth(text: str) -> int:
+    """Deepest nesting of ``(...)`` and ``[...]`` in a template (escapes aside)."""
+    depth = deepest = 0
+    for char in text:
+        if char in "([":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in ")]":
+            depth -= 1
+    return deepest
 
 
 def _check_nesting(intents: Intents, raw: LineDict, path: Path) -> None:

@@ -253,7 +253,7 @@ def _load_routines(path: Path) -> tuple[dict[str, Routine], dict[str, tuple[str,
         if not isinstance(seq, list) or not seq:
             raise DataFileError(path, line_of(order_raw, loc), f"order.{loc}: expected a list of routine names")
         for i, rid in enumerate(seq):
-            if rid not in routines:
+            if not isinstance(rid, str) or rid not in routines:
                 raise DataFileError(path, line_of(seq, i), f"order.{loc}: no routine named {rid!r}")
         order[str(loc)] = tuple(seq)
     if "default" not in order:
@@ -292,14 +292,14 @@ def _load_questions(path: Path, reasons: Mapping[str, Phrases], intents: IntentS
         if any(prev.id == qid for prev in questions):
             raise DataFileError(path, line_of(q, "id"), f"question id {qid!r} is used twice")
         red_flag = q.get("red_flag")
-        if red_flag is not None and red_flag not in reasons:
+        if red_flag is not None and (not isinstance(red_flag, str) or red_flag not in reasons):
             raise DataFileError(path, line_of(q, "red_flag"),
                                 f"red_flag {red_flag!r} is not in advice.yaml red_flag_reasons")
         ask_if = q.get("ask_if")
         if ask_if is not None and not any(prev.id == ask_if for prev in questions):
             raise DataFileError(path, line_of(q, "ask_if"), f"ask_if {ask_if!r} must name an earlier question")
         slot = q.get("slot")
-        if slot is not None and slot not in intents.intents.slot_lists:
+        if slot is not None and (not isinstance(slot, str) or slot not in intents.intents.slot_lists):
             raise DataFileError(path, line_of(q, "slot"), f"slot {slot!r} is not a list in intents.yaml")
         if "tip" in q and not isinstance(q.get("contributor"), str):
             raise DataFileError(path, line_of(q, "tip"), f"question {qid!r}: a tip needs a 'contributor:' name")

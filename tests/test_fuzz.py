@@ -120,7 +120,8 @@ def _templates() -> st.SearchStrategy[str]:
         lambda t: t[0][:t[1]] + ("" if t[3] else t[2]) + t[0][t[1] + t[3]:])
     deep = st.tuples(st.integers(1, 3000), st.sampled_from(["()", "[]", "{}", "<>"])).map(
         lambda t: t[1][0] * t[0] + "a" + t[1][1] * t[0])
-    wide = st.tuples(st.integers(1, 3000), st.sampled_from(["a|", "[a] ", "(a|b) ", "{side} ", "<my> "])).map(
+    # Wide, not huge: thousands of alternatives referenced hundreds of times match slowly (seconds, finite).
+    wide = st.tuples(st.integers(1, 300), st.sampled_from(["a|", "[a] ", "(a|b) ", "{side} ", "<my> "])).map(
         lambda t: "(" + t[1] * t[0] + "b)")
     return st.one_of(tree, damaged, deep, wide)
 
@@ -156,6 +157,8 @@ def _load_and_match(path: Path, texts: list[str]) -> None:
 @example(sentences=["[" * 500 + "a" + "]" * 500], rule="(my|the)", list_in="foot", texts=[])
 @example(sentences=["<my> b"], rule="a <my>", list_in="foot", texts=["a a b"])  # a rule that uses itself
 @example(sentences=["()", "{}", "<>", "[]"], rule="", list_in="", texts=[""])
+@example(sentences=["(a)"], rule="my", list_in="{a}", texts=[])  # a list value naming an unknown list
+@example(sentences=["(" * 1810 + "a" + ")" * 1810], rule="my", list_in="foot", texts=[])  # slow RecursionError
 def test_intent_templates_load_or_fail_cleanly(tmp_path_factory: pytest.TempPathFactory, sentences: list[str],
                                                rule: str, list_in: str, texts: list[str]) -> None:
     path = tmp_path_factory.mktemp("intents") / "intents.yaml"
@@ -248,6 +251,9 @@ def _copy_prompts(tmp: Path) -> Path:
 @example(change=("routines.yaml", b"? [a, b]\n: c\n"))  # a list as a mapping key
 @example(change=("causes.yaml", b"{? {a: 1} : 2}"))  # a mapping as a mapping key
 @example(change=("advice.yaml", b"\xff\xfe r"))
+@example(change=("routines.yaml", REAL_TEXT["routines.yaml"].replace(b"default: [toe_pull,", b"default: [[],")))
+@example(change=("causes.yaml", REAL_TEXT["causes.yaml"].replace(b"red_flag: calf_signs", b"red_flag: [calf_signs]")))
+@example(change=("causes.yaml", REAL_TEXT["causes.yaml"].replace(b"slot: medication", b"slot: {medication: 1}")))
 def test_prompts_loader_loads_or_names_the_file(tmp_path_factory: pytest.TempPathFactory,
                                                 change: tuple[str, bytes]) -> None:
     directory = _copy_prompts(tmp_path_factory.mktemp("fuzz"))
