@@ -329,12 +329,14 @@ def run_live(args: argparse.Namespace) -> int:
     from .audio import check_microphone, open_microphone, parse_device
     from .listen import create_recognizer
     from .loop import TurnTaking
+    from .memory import return_big_buffers_to_the_system
     from .runtime import EventLog, open_session
     from .signals import EXIT_CODES, graceful_shutdown
     from .speak import VoiceSettings, create_renderer
     from .timers import MonotonicClock
     from .vad import Endpointer
 
+    return_big_buffers_to_the_system()  # days of audio buffers must not fragment the heap
     config = config_for(args)
     clock = MonotonicClock()
     input_device = parse_device(config.input_device)
