@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import string
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,6 +56,10 @@ PROMPTS = prompts_dir()
 REAL_INTENTS = IntentSet.load(PROMPTS / "intents.yaml")
 
 
+_HANG_LOG = open(Path(tempfile.gettempdir()) / "cramp-coach-fuzz-hang.txt", "w")  # open for the whole run
+"""Where the C-level watchdog writes stacks before it ends the run."""
+
+
 class _Hang(BaseException):
     """Raised by the watchdog; a BaseException so no ``except Exception`` in product code hides it."""
 
@@ -68,7 +73,8 @@ def watchdog(seconds: float = HARD_LIMIT) -> Iterator[None]:
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)
-    faulthandler.dump_traceback_later(seconds * 3, exit=True)  # stuck in C: stacks, then exit
+    # Stuck in C (a signal handler cannot run): dump the stacks where pytest's capture cannot hide them, exit.
+    faulthandler.dump_traceback_later(seconds * 3, exit=True, file=_HANG_LOG)
     try:
         yield
     except _Hang:
