@@ -10,6 +10,7 @@ talks, and while the microphone is unplugged. No speaker → a text trace on std
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import logging
 import math
@@ -48,6 +49,10 @@ voice or noise — it is not decoded (decoding it would only cost time)."""
 RECOGNIZER_RETRIES = 3
 """Utterances in a row the recognizer may fail on before it is created afresh."""
 
+RECOGNIZER_HANG_SECONDS = 10.0
+"""A single recognizer call taking this long is stuck (decoding a long utterance takes
+well under a second): its thread is abandoned and a fresh recognizer takes over."""
+
 
 class RecognizerWorker:
     """Runs the recognizer in its own thread so decoding never delays a countdown cue.
@@ -58,10 +63,17 @@ class RecognizerWorker:
     ``RECOGNIZER_RETRIES`` failed utterances in a row a ``factory`` recreates it.
     """
 
-    def __init__(self, recognizer: Any, intent_set: Any, factory: Callable[[], Any] | None = None) -> None:
+    def __init__(self, recognizer: Any, intent_set: Any, factory: Callable[[], Any] | None = None,
+                 now: Callable[[], float] = time.monotonic) -> None:
         self.recognizer = recognizer
+        """None: made by ``factory`` on the worker's own thread before the first job."""
         self.intent_set = intent_set
         self.factory = factory
+        self._now = now
+        self.busy_since: float | None = None
+        """When the job now running began (``now`` clock); None while waiting for work."""
+        self.owed: collections.deque[Any] = collections.deque()
+        """Contexts of ended utterances whose result has not been posted yet."""
         self._jobs: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.results: queue.Queue[tuple[Any, Any, Any]] = queue.Queue()
         self.errors: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -82,7 +94,18 @@ class RecognizerWorker:
         self._put("audio", pcm)
 
     def end(self, ctx: Any) -> None:
+        self.owed.append(ctx)
         self._put("end", ctx)
+
+    def hung(self, limit: float = RECOGNIZER_HANG_SECONDS) -> bool:
+        """One call has been running ``limit`` seconds: the recognizer is stuck."""
+        since = self.busy_since
+        return since is not None and self._now() - since >= limit
+
+    def _post(self, ctx: Any, transcript: Any, match: Any) -> None:
+        if self.owed and self.owed[0] is ctx:
+            self.owed.popleft()
+        self.results.put((ctx, transcript, match))
 
     def abort(self) -> None:
         """Drop the utterance in progress without a result (the microphone went away)."""
@@ -101,9 +124,13 @@ class RecognizerWorker:
     def _work(self) -> None:
         while True:
             kind, data = self._jobs.get()
+            self.busy_since = self._now()
             try:
+                if self.recognizer is None and self.factory is not None:
+                    self._create()
                 self._do(kind, data)
             finally:
+                self.busy_since = None
                 with self._idle:
                     self._pending -= 1
                     self._idle.notify_all()
@@ -127,7 +154,7 @@ class RecognizerWorker:
                 transcript = _checked(self.recognizer.end_utterance())
                 match = understand(self.intent_set, transcript, list(data.intents))
                 self.failures = 0
-                self.results.put((data, transcript, match))
+                self._post(data, transcript, match)
         except Exception as exc:  # noqa: BLE001 - one bad utterance must not end the coach
             log.exception("recognizer failed on %s", kind)
             self.errors.put({"type": "recognizer_error", "stage": kind, "error": _first_line(exc)})
@@ -137,7 +164,7 @@ class RecognizerWorker:
                 self.recognizer.end_utterance()
             except Exception:  # noqa: BLE001 - it is failing already
                 log.debug("end_utterance after a failure", exc_info=True)
-            self.results.put((data, Transcript("", 0.0), None))  # heard, not understood
+            self._post(data, Transcript("", 0.0), None)  # heard, not understood
             self.failures += 1
             if self.failures >= RECOGNIZER_RETRIES:
                 self._recreate()
@@ -146,15 +173,20 @@ class RecognizerWorker:
         if self.factory is None:
             return
         log.warning("the recognizer failed %d utterances in a row; creating it afresh", self.failures)
+        if self._create():
+            self.recreated += 1
+            self.failures = 0
+            self.errors.put({"type": "recognizer_recreated", "count": self.recreated})
+
+    def _create(self) -> bool:
+        assert self.factory is not None
         try:
             self.recognizer = self.factory()
         except Exception as exc:  # noqa: BLE001 - keep the old one; try again after more failures
-            log.exception("could not recreate the recognizer")
-            self.errors.put({"type": "recognizer_error", "stage": "recreate", "error": _first_line(exc)})
-            return
-        self.recreated += 1
-        self.failures = 0
-        self.errors.put({"type": "recognizer_recreated", "count": self.recreated})
+            log.exception("could not create the recognizer")
+            self.errors.put({"type": "recognizer_error", "stage": "create", "error": _first_line(exc)})
+            return False
+        return True
 
 
 def _checked(transcript: Any) -> Any:
@@ -195,7 +227,10 @@ class LiveLoop:
                  clock: Clock, recognizer_factory: Callable[[], Any] | None = None) -> None:
         self.tt = turn_taking
         self.mic = mic
-        self.worker = RecognizerWorker(recognizer, turn_taking.intent_set, recognizer_factory)
+        self.worker = RecognizerWorker(recognizer, turn_taking.intent_set, recognizer_factory, now=clock.now)
+        self.recognizer_factory = recognizer_factory
+        self.deaf = False
+        """The recognizer got stuck and could not be replaced: nothing can be heard."""
         self.endpointer = endpointer
         self.clock = clock
         self.ctx: Any = None
@@ -211,12 +246,13 @@ class LiveLoop:
     def step(self, max_wait: float = 0.05) -> None:
         """Wait for audio (up to the next deadline) and handle whatever is due."""
         self._watch_devices()
+        self._watch_recognizer()
         wake = self.tt.next_wakeup()
         wait = max_wait if wake is None else max(0.0, min(max_wait, wake - self.clock.now()))
         chunk = self.mic.read(wait) if self.mic is not None else None
         if self.mic is None:
             time.sleep(wait)
-        if chunk is not None and len(chunk.samples):
+        if chunk is not None and len(chunk.samples) and not self.deaf:
             self._audio(chunk.samples, chunk.t)
         self._results()
         self.tt.poll()
@@ -252,6 +288,7 @@ class LiveLoop:
     def _watch_devices(self) -> None:
         """Turn device state into events for the coach (on transitions only)."""
         mic_ok = bool(getattr(self.mic, "available", True)) if self.mic is not None else True
+        mic_ok = mic_ok and not self.deaf
         if mic_ok != self.device_ok[MICROPHONE]:
             self.device_ok[MICROPHONE] = mic_ok
             if not mic_ok and self.ctx is not None:  # cut off mid-utterance: nothing to decode
@@ -274,6 +311,27 @@ class LiveLoop:
         if speaker_ok != self.device_ok[SPEAKER]:
             self.device_ok[SPEAKER] = speaker_ok
             self.tt.device_changed(SPEAKER, speaker_ok)
+
+    def _watch_recognizer(self) -> None:
+        """A recognizer stuck in one call: abandon its thread, answer what it owed, start afresh.
+
+        Without a way to make a new recognizer the coach cannot hear any more, and says so
+        (as for a lost microphone) rather than waiting for an answer that never comes.
+        """
+        old = self.worker
+        if not old.hung():
+            return
+        log.error("the recognizer has been stuck for %.0f s; abandoning it", RECOGNIZER_HANG_SECONDS)
+        self.tt.events.write({"type": "recognizer_hung", "seconds": RECOGNIZER_HANG_SECONDS})
+        self.worker = RecognizerWorker(None, self.tt.intent_set, self.recognizer_factory, now=self.clock.now)
+        if self.ctx is not None:  # the utterance in progress went to the stuck one
+            self.ctx = None
+            self.endpointer.reset()
+            self.tt.user_speaking = False
+        for ctx in list(old.owed):  # heard, not understood: the coach moves on
+            self.tt.utterance_ended(ctx, "", 0.0, None, {})
+        old.owed.clear()
+        self.deaf = self.recognizer_factory is None  # (the next device check tells the coach)
 
     def _results(self) -> None:
         while True:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +36,7 @@ from assistant.audio import Microphone
 from assistant.config import load_config
 from assistant.events import Heard
 from assistant.listen import Transcript, create_recognizer
-from assistant.live import RECOGNIZER_RETRIES, LiveLoop
+from assistant.live import RECOGNIZER_HANG_SECONDS, RECOGNIZER_RETRIES, LiveLoop
 from assistant.loop import TurnTaking
 from assistant.prompts import Cue
 from assistant.runtime import EventLog, open_session
@@ -50,7 +51,7 @@ from assistant.speak import (
     create_renderer,
     piper_available,
 )
-from assistant.timers import FakeClock
+from assistant.timers import FakeClock, Hold
 from assistant.vad import Endpointer
 
 BLOCK = 320
@@ -181,6 +182,8 @@ class Rig:
         self.speech = np.zeros(0, np.float64)
         self.overflow = False
         """Deliver blocks flagged ``input_overflow``."""
+        self.wait_worker = True
+        """Let the recognizer worker finish each block's jobs (off while it is meant to hang)."""
         self.tt.start()
 
     # -- driving
@@ -194,7 +197,8 @@ class Rig:
             self.src.deliver(np.clip(block, -32768, 32767).astype(np.int16), overflow=self.overflow)
         self.mic.check()
         self.loop.step(max_wait=0.0)
-        assert self.loop.worker.wait_idle(30), "the recognizer worker hung"
+        if self.wait_worker:
+            assert self.loop.worker.wait_idle(30), "the recognizer worker hung"
 
     def run(self, seconds: float) -> None:
         end = self.clock.now() + seconds
@@ -552,6 +556,75 @@ def test_recognizer_garbage_gets_the_normal_didnt_catch_that(
     assert keys[:2] == ["commands.not_understood", "relief.checkin_short"]
     heard = next(e for e in rig.events() if e["type"] == "heard")
     assert 0.0 <= heard["confidence"] <= 1.0  # nothing out of range reaches the log or the diary
+
+
+class HangingRecognizer(FaultyRecognizer):
+    """Never returns from ``accept_audio`` (a decoder stuck in native code) until released."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.worker: Any = None
+        """The worker it got stuck in."""
+
+    def unstick(self) -> None:
+        """Let the abandoned worker finish, so the shared recognizer is left between utterances."""
+        self.release.set()
+        assert self.worker is None or self.worker.wait_idle(10)
+
+    def accept_audio(self, pcm: bytes) -> None:
+        self.entered.set()
+        self.release.wait()
+
+
+LATE_TOLERANCE = Hold.late_tolerance
+
+
+def hang_mid_hold(rig: Rig, hanging: HangingRecognizer, speech: np.ndarray) -> dict[str, float]:
+    """Start a hold, then speak into a recognizer that gets stuck on the first audio block."""
+    due = rig.start_episode()
+    rig.run_until(lambda: rig.tt.quiet, 15)
+    rig.wait_worker = False
+    rig.say(speech)
+    rig.run_until(lambda: rig.loop.ctx is not None, 5)
+    assert hanging.entered.wait(10), "the recognizer never got the audio"
+    hanging.worker = rig.loop.worker
+    rig.run_until(lambda: any(e["type"] == "recognizer_hung" for e in rig.events()), RECOGNIZER_HANG_SECONDS + 2)
+    rig.wait_worker = True
+    return due
+
+
+def test_recognizer_stuck_is_abandoned_and_a_fresh_one_understands(
+        tmp_path: Path, voice: Any, recognizer: Any, speech: dict[str, np.ndarray]) -> None:
+    hanging = HangingRecognizer(recognizer)
+    fresh = lambda: create_recognizer(recognizer.intent_set, "pocketsphinx")  # noqa: E731
+    rig = Rig(tmp_path, voice, hanging, factory=fresh, hold_seconds=20)
+    try:
+        due = hang_mid_hold(rig, hanging, speech["still"])
+        assert rig.heard() == [None]  # the stuck utterance: "Sorry, I didn't catch that."
+        rig.run_until(lambda: rig.coach.state == "checkin", 30)
+        # The "didn't catch that" may hold a cue back, never beyond the hold's tolerance.
+        assert assert_on_schedule(rig, due, late=LATE_TOLERANCE) == []
+        rig.run_until(lambda: rig.tt.quiet, 15)
+        rig.say(speech["better"])
+        rig.run_until(lambda: len(rig.heard()) == 2, 10)
+        assert rig.heard()[-1] == "better" and rig.coach.state == "offer"
+    finally:
+        hanging.unstick()
+
+
+def test_recognizer_stuck_without_a_replacement_says_it_cannot_hear_and_keeps_counting(
+        tmp_path: Path, voice: Any, recognizer: Any, speech: dict[str, np.ndarray]) -> None:
+    hanging = HangingRecognizer(recognizer)
+    rig = Rig(tmp_path, voice, hanging, hold_seconds=20)
+    try:
+        due = hang_mid_hold(rig, hanging, speech["still"])
+        rig.run_until(lambda: rig.coach.state == "checkin", 30)
+        assert "device.mic_lost" in [e["key"] for e in rig.said()]
+        assert_on_schedule(rig, due, late=LATE_TOLERANCE)  # (a cue under the explanation may be dropped)
+    finally:
+        hanging.unstick()
 
 
 # ------------------------------------------------------------------ the same, for real (PulseAudio)
