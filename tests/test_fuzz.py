@@ -72,17 +72,23 @@ def watchdog(seconds: float = HARD_LIMIT) -> Iterator[None]:
         raise _Hang
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # Repeats each second: a _Hang raised where Python ignores exceptions (a generator finalized by the
+    # garbage collector mid-match) would otherwise leave only the 30 s exit below.
+    signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)
     # Stuck in C (a signal handler cannot run): dump the stacks where pytest's capture cannot hide them, exit.
     faulthandler.dump_traceback_later(seconds * 3, exit=True, file=_HANG_LOG)
+    hung = False
     try:
         yield
     except _Hang:
-        raise AssertionError(f"no result within {seconds} s: a hang") from None
+        hung = True  # raised below, outside this block: the _Hang's traceback (and the frames holding the
+        # hung matcher's state, possibly gigabytes) is dropped before hypothesis keeps the failure and shrinks
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         faulthandler.cancel_dump_traceback_later()
         signal.signal(signal.SIGALRM, previous)
+    if hung:
+        raise AssertionError(f"no result within {seconds} s: a hang")
 
 
 def test_watchdog_turns_a_hang_into_a_failure() -> None:
@@ -126,7 +132,8 @@ def _templates() -> st.SearchStrategy[str]:
         lambda t: t[0][:t[1]] + ("" if t[3] else t[2]) + t[0][t[1] + t[3]:])
     deep = st.tuples(st.integers(1, 3000), st.sampled_from(["()", "[]", "{}", "<>"])).map(
         lambda t: t[1][0] * t[0] + "a" + t[1][1] * t[0])
-    # Wide, not huge: thousands of alternatives referenced hundreds of times match slowly (seconds, finite).
+    # Wide: hundreds of alternatives, optionals or references in a row. Found: `[a] [a] … b` heard as "a … a b"
+    # (directly or through <my>) matched exponentially many ways; now rejected at load (MAX_WAYS).
     wide = st.tuples(st.integers(1, 300), st.sampled_from(["a|", "[a] ", "(a|b) ", "{side} ", "<my> "])).map(
         lambda t: "(" + t[1] * t[0] + "b)")
     return st.one_of(tree, damaged, deep, wide)
@@ -165,6 +172,12 @@ def _load_and_match(path: Path, texts: list[str]) -> None:
 @example(sentences=["()", "{}", "<>", "[]"], rule="", list_in="", texts=[""])
 @example(sentences=["(a)"], rule="my", list_in="{a}", texts=[])  # a list value naming an unknown list
 @example(sentences=["(" * 1810 + "a" + ")" * 1810], rule="my", list_in="foot", texts=[])  # slow RecursionError
+@example(sentences=["(" + "<my> " * 300 + "b)"], rule="(" + "[a] " * 300 + "b)", list_in="foot",
+         texts=["a " * 40 + "b b"])  # ambiguous: matched exponentially many ways (GBs of RAM, minutes)
+@example(sentences=["(" + "[a] " * 17 + "b)"], rule="my", list_in="foot", texts=["a " * 8 + "b"])  # 24310 ways, 1 s
+@example(sentences=["[a];[a];[a];[a];[a]"], rule="my", list_in="(" + "[a] " * 12 + "a)",
+         texts=["a a a a a", "a a a a a a a cramping"])  # ...through a permutation, a list value
+@example(sentences=["(a;b;c;d;e;f;g;h;i;j)"], rule="my", list_in="foot", texts=["j i h g f e d c b a"])  # 10! orders
 def test_intent_templates_load_or_fail_cleanly(tmp_path_factory: pytest.TempPathFactory, sentences: list[str],
                                                rule: str, list_in: str, texts: list[str]) -> None:
     path = tmp_path_factory.mktemp("intents") / "intents.yaml"
