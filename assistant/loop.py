@@ -118,7 +118,15 @@ class TurnTaking:
         self.events.write(event)
         if kind == MICROPHONE and not available:
             self.user_speaking = False  # an utterance cut off by the loss gets no result
-        self.apply(self.coach.handle(event))
+        actions = self.coach.handle(event)
+        if kind == MICROPHONE and available:
+            unsaid = [say for say in self.pending if say.key.startswith("device.mic_lost")]
+            if unsaid:  # back before "I can't hear you" was even said: say neither
+                self.pending = collections.deque(say for say in self.pending if say not in unsaid)
+                for say in unsaid:
+                    self.events.write({"type": "dropped", "text": say.text, "key": say.key, "kind": say.kind})
+                actions = [a for a in actions if not (isinstance(a, Say) and a.key == "device.mic_back")]
+        self.apply(actions)
 
     def apply(self, actions: Sequence[Action]) -> None:
         self.session.keep_records(actions)

@@ -316,6 +316,21 @@ def test_microphone_lost_mid_utterance_does_not_block_the_silence_prompts(
     assert any(e["type"] == "silence" for e in rig.events())
 
 
+def test_microphone_back_before_the_coach_could_say_it_was_lost_says_neither(
+        tmp_path: Path, voice: Any, recognizer: Any) -> None:
+    rig = Rig(tmp_path, voice, recognizer)
+    rig.tt.apply(rig.coach.handle(Heard("cramp_start", {}, "my foot is cramping")))
+    rig.src.plugged = False  # a loose plug while the (long) instruction is being said
+    rig.run_until(lambda: not rig.mic.available, 4)
+    assert rig.tt.busy  # the instruction is still playing: "I can't hear you" waits its turn
+    rig.src.plugged = True
+    rig.run_until(lambda: rig.loop.device_ok["microphone"], 4)
+    rig.run_until(lambda: rig.tt.quiet, 20)
+    keys = [e["key"] for e in rig.said()]
+    assert "device.mic_lost" not in keys and "device.mic_back" not in keys
+    assert any(e["type"] == "dropped" and e["key"] == "device.mic_lost" for e in rig.events())
+
+
 # ------------------------------------------------------------------ 2. speaker
 
 
