@@ -35,7 +35,7 @@ MAX_NESTING = 32
 """Deepest nesting of groups a template may have, through rules and lists (real ones use ~5)."""
 
 MAX_WAYS = 256
-"""Most ways one template may match the same words (real ones: 1 or 2). hassil's matcher keeps every
+"""Most ways one template may match the same words (every real one: 1). hassil's matcher keeps every
 way alive at once, so ``[a] [a] … [a] b`` heard as "a a … a b" costs time and memory exponential in
 the number of optionals: 17 of them took a second, 300 filled gigabytes."""
 
