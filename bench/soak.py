@@ -211,41 +211,6 @@ def judge(samples: list[Sample], warmup_s: float, limits: Limits = Limits(),
 # ---------------------------------------------------------------- devices on virtual time
 
 
-class SimulatedSource:
-    """A microphone stream (the ``open_stream`` of :class:`~assistant.audio.Microphone`)
-    that delivers whatever the driver hands it; it can be unplugged."""
-
-    def __init__(self) -> None:
-        self.samplerate = float(RATE)
-        self.plugged = True
-        self.opened = 0
-        self._callback: Any = None
-        self._active = False
-
-    def factory(self, callback: Any) -> SimulatedSource:
-        if not self.plugged:
-            raise OSError("device unavailable")
-        self.opened += 1
-        self._callback = callback
-        return self
-
-    def start(self) -> None:
-        self._active = True
-
-    def close(self, ignore_errors: bool = True) -> None:
-        self._active = False
-
-    @property
-    def active(self) -> bool:
-        return self._active and self.plugged
-
-    def deliver(self, block: np.ndarray) -> bool:
-        if not self.active:
-            return False
-        self._callback(block.reshape(-1, 1), len(block), None, None)
-        return True
-
-
 class VirtualSpeaker:
     """Renders every line with the real voice; busy for its duration on the virtual clock.
 
@@ -641,6 +606,7 @@ def run(settings: SoakSettings, workdir: Path, progress: Callable[[str], None] |
     from assistant.config import load_config
     from assistant.dialog import Coach, Settings
     from assistant.diary import Diary, diary_files
+    from assistant.fakes import FlakySource
     from assistant.listen import create_recognizer
     from assistant.live import LiveLoop
     from assistant.loop import TurnTaking
@@ -682,7 +648,7 @@ def run(settings: SoakSettings, workdir: Path, progress: Callable[[str], None] |
     speaker = VirtualSpeaker(renderer, clock)
     recognizer = create_recognizer(content.intents, "pocketsphinx")
     tt = TurnTaking(session, clock, speaker, events)  # type: ignore[arg-type]
-    source = SimulatedSource()
+    source = FlakySource(RATE)
     mic = Microphone(source.factory, clock=clock.now, stall_seconds=2.0, retry_seconds=1.0)
     mic._open()  # the driver runs the watchdog's check() itself, on the virtual clock
     loop = LiveLoop(tt, mic, recognizer, Endpointer(), clock,

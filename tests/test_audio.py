@@ -9,6 +9,7 @@ import pytest
 
 from assistant.audio import Microphone, open_microphone, parse_device, sounddevice_factory
 from assistant.errors import UserFacingError
+from assistant.fakes import FlakySource
 
 
 class Clock:
@@ -17,40 +18,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
-
-
-class FlakySource:
-    """A fake device (fault injection only): delivers blocks until it is 'unplugged'."""
-
-    def __init__(self, rate: int = 48000) -> None:
-        self.samplerate = float(rate)
-        self.plugged = True
-        self.opened = 0
-        self.callback: Any = None
-        self._active = False
-
-    def factory(self, callback: Any) -> FlakySource:
-        if not self.plugged:
-            raise OSError("device unavailable")
-        self.opened += 1
-        self.callback = callback
-        return self
-
-    def start(self) -> None:
-        self._active = True
-
-    def close(self, ignore_errors: bool = True) -> None:
-        self._active = False
-
-    @property
-    def active(self) -> bool:
-        return self._active and self.plugged
-
-    def deliver(self, samples: np.ndarray, overflow: bool = False) -> None:
-        class Status:
-            input_overflow = overflow
-
-        self.callback(samples.reshape(-1, 1), len(samples), None, Status() if overflow else None)
 
 
 def _tone(rate: int, seconds: float) -> np.ndarray:

@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_audio import FlakySource
 
 from assistant.audio import Microphone
 from assistant.config import load_config
 from assistant.events import Heard
+from assistant.fakes import FlakySource
 from assistant.listen import Transcript, create_recognizer
 from assistant.live import RECOGNIZER_HANG_SECONDS, RECOGNIZER_RETRIES, LiveLoop
 from assistant.loop import TurnTaking

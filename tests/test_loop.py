@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-from test_audio import FlakySource
 
 from assistant.audio import Microphone
 from assistant.config import load_config
 from assistant.events import Heard
+from assistant.fakes import FlakySource
 from assistant.live import LiveLoop
 from assistant.loop import TurnTaking, is_echo, words_around
 from assistant.runtime import EventLog, open_session
