@@ -3,11 +3,11 @@
 The coach must keep coaching when its diary is locked by another program, read-only,
 damaged, on a full disk or missing altogether — relief comes first. So the running
 coach writes through a :class:`DiaryKeeper`: each record is stamped with its time and
-written at once when the diary can take it; otherwise it waits in memory and is
-retried with the next record and at close. Whatever is still waiting at close is
-appended durably to the pending file next to the diary
-(:func:`~assistant.diary.pending_path`), which :class:`~assistant.diary.Diary` adds
-the next time it opens for writing. A bad diary file is never replaced or "repaired":
+written at once when the diary can take it; otherwise it is appended durably (fsync)
+to the pending file next to the diary (:func:`~assistant.diary.pending_path`) at once —
+so even a kill loses nothing — and retried with the next record and at close.
+:class:`~assistant.diary.Diary` adds the pending file the next time it opens for
+writing, skipping records that made it into the diary after all. A bad diary file is never replaced or "repaired":
 the user gets one warning line saying what is wrong and what to do.
 """
 
@@ -40,6 +40,8 @@ class DiaryKeeper:
         self.diary: Diary | None = None
         self.waiting: list[tuple[Record, datetime]] = []
         """Records not written yet, oldest first, each with the time it happened."""
+        self._spooled = 0
+        """How many of the oldest waiting records are already safe in the pending file."""
         self.problem: str | None = None
         """Why the diary could not be used when last tried (None once it works)."""
         self._warned = False
@@ -57,8 +59,13 @@ class DiaryKeeper:
         """Write the waiting records in order; True when none is left waiting."""
         if not self.waiting:
             return True
-        if self.diary is None and not self._open():
-            return False
+        if self.diary is None:
+            if not self._open():
+                self._spool()
+                return False
+            if self._spooled and not pending_path(self.path).exists():  # the open added them
+                del self.waiting[:self._spooled]
+                self._spooled = 0
         assert self.diary is not None
         while self.waiting:
             action, at = self.waiting[0]
@@ -66,33 +73,43 @@ class DiaryKeeper:
                 self.diary.record(action, at)
             except (sqlite3.Error, OSError) as exc:
                 self._note(diary_error(self.path, exc))
+                self._spool()
                 return False
             except UserFacingError as exc:  # the file vanished and cannot be recreated
                 self._note(exc)
+                self._spool()
                 return False
             self.waiting.pop(0)
+            self._spooled = max(0, self._spooled - 1)
         if self.problem is not None:
             log.info("the diary %s works again; every kept record is written", self.path)
             self.problem = None
         return True
 
     def close(self) -> None:
-        """Last try; records still waiting go to the pending file (fsync'd, mode 0600)."""
-        self.flush()
-        if self.waiting:
-            try:
-                target = save_pending(self.path, self.waiting)
-            except OSError as exc:
-                rows = [{"at": at.isoformat(), "kind": r.kind, "data": r.data} for r, at in self.waiting]
-                log.error("could not keep %d diary record(s) in %s (%s); they were: %s",
-                          len(self.waiting), pending_path(self.path), exc.strerror or exc, rows)
-            else:
-                log.info("kept %d diary record(s) in %s; they are added when the diary can be written",
-                         len(self.waiting), target)
-                self.waiting = []
+        """Last try; records still waiting are (already) in the pending file."""
+        if not self.flush() and self._spooled == len(self.waiting):
+            log.info("kept %d diary record(s) in %s; they are added when the diary can be written",
+                     len(self.waiting), pending_path(self.path))
+            self.waiting = []
+            self._spooled = 0
         if self.diary is not None:
             self.diary.close()
             self.diary = None
+
+    def _spool(self) -> None:
+        """Append the waiting records not yet in the pending file to it (fsync'd, mode 0600)."""
+        new = self.waiting[self._spooled:]
+        if not new:
+            return
+        try:
+            save_pending(self.path, new)
+        except OSError as exc:
+            rows = [{"at": at.isoformat(), "kind": r.kind, "data": r.data} for r, at in new]
+            log.error("could not keep %d diary record(s) in %s (%s); they were: %s",
+                      len(new), pending_path(self.path), exc.strerror or exc, rows)
+            return
+        self._spooled = len(self.waiting)
 
     def _open(self) -> bool:
         try:

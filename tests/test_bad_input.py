@@ -698,6 +698,8 @@ def test_records_kept_while_locked_land_after_the_lock_is_released(tmp_path: Pat
         durations.append(time.perf_counter() - start)
     assert [r.kind for r, _ in keeper.waiting] == ["episode_start", "routine"]
     assert "in use by another program" in (keeper.problem or "")
+    # Already on disk, not just in memory: a kill now would lose nothing.
+    assert [r.kind for r, _ in read_pending(diary)[0]] == ["episode_start", "routine"]
     assert keeper.count_since(datetime(2024, 5, 1, tzinfo=UTC)) == 1  # the dialog still counts it
     lock.rollback()
     lock.close()
@@ -710,9 +712,26 @@ def test_records_kept_while_locked_land_after_the_lock_is_released(tmp_path: Pat
     assert (ep.side, ep.location, ep.routines, ep.outcome, ep.closed) == ("right", "toes", ("toe_spread",),
                                                                             "better", True)
     assert ep.started_at == datetime(2024, 5, 1, 8, 0, tzinfo=UTC)  # kept with the time it happened
+    with Diary(diary) as d:  # the pending copies were recognised as written, not added twice
+        assert len(d.episodes()) == 2 and not pending_path(diary).exists()
     # A hold's countdown must not wait on a locked diary: the wait is short by setting.
     assert BUSY_TIMEOUT_MS <= 100
     assert max(durations) < 1.0, durations  # generous: only catches a return of the 5-second wait
+
+
+def test_diary_that_comes_good_mid_session_gets_each_kept_record_once(tmp_path: Path) -> None:
+    diary = tmp_path / "diary.sqlite3"
+    diary.mkdir()  # not usable at start (a directory where the file should be)
+    clock = iter(datetime(2024, 5, 1, 8, 0, tzinfo=UTC) + timedelta(seconds=s) for s in range(100))
+    keeper = DiaryKeeper(diary, now=lambda: next(clock))
+    keeper.record(Record("episode_start", {"side": "left", "location": "arch"}))
+    assert keeper.diary is None and len(read_pending(diary)[0]) == 1  # safe on disk at once
+    diary.rmdir()  # the person fixed it, as the warning said
+    keeper.record(Record("routine", {"name": "toe_pull"}))  # opens, adds the pending record, writes this one
+    keeper.close()
+    with Diary(diary) as d:
+        (ep,) = d.episodes()
+    assert (ep.side, ep.routines) == ("left", ("toe_pull",)) and not pending_path(diary).exists()
 
 
 def test_read_only_diary_all_session_goes_to_the_pending_file_and_the_next_run_adds_it(
