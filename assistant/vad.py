@@ -34,7 +34,15 @@ class VadSettings:
     hangover: float = 0.4
     """Seconds below ``stop_db`` that end the utterance."""
     preroll: float = 0.3
-    """Seconds of audio before the detected start handed to the recognizer."""
+    """Seconds of audio before the detected start handed to the recognizer (at most)."""
+    preroll_rise_db: float | None = 3.0
+    """Of the pre-roll, keep only the frames just before the onset that stand this far above
+    the noise floor (the quiet rise of the first word), plus ``preroll_margin`` seconds
+    before them; None = the whole pre-roll. Background noise handed to PocketSphinx before
+    a command is decoded as garbage words that take the whole utterance with them (fan,
+    water, clatter at 20 dB: 67 -> 106 of 210 commands right; docs/speech-in.md)."""
+    preroll_margin: float = 0.0
+    """Seconds of background kept before the rise (0: the recognizer does best without)."""
     max_utterance: float = 8.0
     """Force an end after this long (a tap running next to the mic is not a sentence)."""
     min_floor_db: float = -70.0
@@ -77,7 +85,7 @@ class Endpointer:
         self.s = settings
         self.frame_len = int(rate * FRAME_SECONDS)
         self._pending = np.zeros(0, np.int16)
-        self._preroll: collections.deque[np.ndarray] = collections.deque(
+        self._preroll: collections.deque[tuple[np.ndarray, float]] = collections.deque(
             maxlen=max(1, round(settings.preroll / FRAME_SECONDS)))
         self._onset: list[np.ndarray] = []
         self.floor_db: float | None = None
@@ -113,6 +121,16 @@ class Endpointer:
             self._frame(frame, out)
         return out
 
+    def _lead_in(self, floor: float) -> list[np.ndarray]:
+        """The pre-roll frames handed on before the onset."""
+        frames = list(self._preroll)
+        if self.s.preroll_rise_db is not None:
+            k = len(frames)
+            while k > 0 and frames[k - 1][1] > floor + self.s.preroll_rise_db:
+                k -= 1
+            frames = frames[max(0, k - round(self.s.preroll_margin / FRAME_SECONDS)):]
+        return [f for f, _ in frames]
+
     def _frame(self, frame: np.ndarray, out: Segment) -> None:
         self._frames_seen += 1
         db = level_db(frame)
@@ -130,16 +148,16 @@ class Endpointer:
                     self._last_voiced = self.stream_time
                     out.started = True
                     out.start_time = self.stream_time - len(self._onset) * FRAME_SECONDS
-                    out.audio.extend(self._preroll)
+                    out.audio.extend(self._lead_in(floor))
                     out.audio.extend(self._onset)
                     self._preroll.clear()
                     self._onset.clear()
                 return
             # not speech: the floor follows the background
             for f in self._onset:
-                self._preroll.append(f)
+                self._preroll.append((f, level_db(f)))
             self._onset.clear()
-            self._preroll.append(frame)
+            self._preroll.append((frame, db))
             if db < floor + self.s.start_db:  # clearly background: learn from it
                 rate = self.s.floor_rise if db > floor else self.s.floor_fall
                 self.floor_db = max(self.s.min_floor_db, floor + rate * (db - floor))
