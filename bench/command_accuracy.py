@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import RATE, ROOT, seed_of, speech, wilson
+from bench.common import RATE, ROOT, WORKER, init_worker, seed_of, speech, utterances_like_live, wilson
 
 log = logging.getLogger(__name__)
 
@@ -165,52 +165,26 @@ def scene_for(utt: Utterance, before: float = 1.5, after: float = 1.0) -> np.nda
 
 
 def listen_like_live(recognizer: Any, intent_set: Any, audio: np.ndarray, only: Sequence[str]) -> tuple[str, Any]:
-    """Feed ``audio`` 20 ms at a time through the endpointer into the recognizer, as
-    assistant/live.py does; the heard texts (" | " between utterances) and the first match."""
+    """The heard texts of ``audio`` as the live coach cuts it (" | " between utterances)
+    and the first match among ``only``."""
     from assistant.listen import understand
-    from assistant.vad import Endpointer
 
-    endpointer = Endpointer(RATE)
     recognizer.set_context(list(only))
     heard: list[str] = []
     first = None
-    active = False
-    block = int(RATE * 0.02)
-    for i in range(0, len(audio) - block + 1, block):
-        seg = endpointer.process(audio[i:i + block])
-        if seg.started:
-            recognizer.start_utterance()
-            active = True
-        if active:
-            for b in seg.audio:
-                recognizer.accept_audio(b.tobytes())
-        if active and (seg.ended or i + 2 * block > len(audio)):
-            active = False
-            transcript = recognizer.end_utterance()
-            heard.append(transcript.text)
-            match = understand(intent_set, transcript, list(only))
-            first = first if first is not None else match
+    for _, transcript, _ in utterances_like_live(recognizer, audio):
+        heard.append(transcript.text)
+        match = understand(intent_set, transcript, list(only))
+        first = first if first is not None else match
     return " | ".join(heard), first
 
 
 # ------------------------------------------------------------------ decoding (worker processes)
 
-_WORKER: dict[str, Any] = {}
-
-
-def _init_worker(engine: str, model: str | None) -> None:
-    from assistant.intents import IntentSet
-    from assistant.listen import create_recognizer
-
-    intent_set = IntentSet.load(ROOT / "prompts" / "intents.yaml")
-    _WORKER["intent_set"] = intent_set
-    _WORKER["recognizer"] = create_recognizer(intent_set, engine, Path(model) if model else None)
-
-
 def _decode(batch: list[Utterance]) -> list[Outcome]:
     from assistant.dialog import CONTEXTS
 
-    recognizer, intent_set = _WORKER["recognizer"], _WORKER["intent_set"]
+    recognizer, intent_set = WORKER["recognizer"], WORKER["intent_set"]
     out = []
     for utt in batch:
         audio = scene_for(utt)
@@ -229,9 +203,9 @@ def decode_all(utts: list[Utterance], engine: str, model: Path | None, jobs: int
         speech(utt.text, utt.voice)
     batches = [utts[i:i + batch] for i in range(0, len(utts), batch)]
     if jobs <= 1:
-        _init_worker(engine, str(model) if model else None)
+        init_worker(engine, str(model) if model else None)
         return [o for b in batches for o in _decode(b)]
-    with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(engine, str(model) if model else None)) as ex:
+    with ProcessPoolExecutor(jobs, initializer=init_worker, initargs=(engine, str(model) if model else None)) as ex:
         return [o for result in ex.map(_decode, batches) for o in result]
 
 

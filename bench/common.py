@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +122,43 @@ def wilson(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
     centre = (p + z * z / (2 * total)) / denom
     half = z * ((p * (1 - p) / total + z * z / (4 * total * total)) ** 0.5) / denom
     return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+# ------------------------------------------------------------------ decoding as the live coach does
+
+WORKER: dict[str, Any] = {}
+"""The intent set and recognizer of this (worker) process, made once by :func:`init_worker`."""
+
+
+def init_worker(engine: str, model: str | None) -> None:
+    """Load the intents and make one recognizer for this process (a pool initializer)."""
+    from assistant.intents import IntentSet
+    from assistant.listen import create_recognizer
+
+    intent_set = IntentSet.load(ROOT / "prompts" / "intents.yaml")
+    WORKER["intent_set"] = intent_set
+    WORKER["recognizer"] = create_recognizer(intent_set, engine, Path(model) if model else None)
+
+
+def utterances_like_live(recognizer: Any, audio: np.ndarray) -> Iterator[tuple[float, Any, bool]]:
+    """Feed ``audio`` 20 ms at a time through the endpointer into ``recognizer``, as
+    assistant/live.py does; yields ``(end time s, transcript, cut)`` per utterance, ``cut``
+    for one still going when the audio ran out. The recognizer's context is the caller's."""
+    from assistant.vad import Endpointer
+
+    endpointer = Endpointer(RATE)
+    block = int(RATE * 0.02)
+    active = False
+    for i in range(0, len(audio) - block + 1, block):
+        seg = endpointer.process(audio[i:i + block])
+        if seg.started:
+            recognizer.start_utterance()
+            active = True
+        if active:
+            for b in seg.audio:
+                recognizer.accept_audio(b.tobytes())
+        if active and seg.ended:
+            active = False
+            yield i / RATE, recognizer.end_utterance(), False
+    if active:
+        yield len(audio) / RATE, recognizer.end_utterance(), True

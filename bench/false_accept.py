@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import RATE, ROOT, seed_of, speech
+from bench.common import RATE, ROOT, WORKER, init_worker, seed_of, speech, utterances_like_live
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,6 @@ DATA = ROOT / "bench" / "data" / "everyday.yaml"
 VOICES = ("joe", "joe-slow", "espeak-us-m3", "espeak-gb-f3-fast", "espeak-us-m7-slow")
 SNRS = (24.0, 18.0, 12.0, 6.0)
 TARGET_PER_HOUR = 1.0
-CHUNK = int(RATE * 0.02)
 
 
 def everyday_sentences(count: int, seed: int = SEED) -> list[str]:
@@ -108,55 +107,28 @@ def render(conv: Conversation) -> tuple[np.ndarray, float]:
     return mix(np.concatenate(parts), conv.noise, conv.snr_db, rng), spoken
 
 
-_WORKER: dict[str, Any] = {}
-
-
-def _init_worker(engine: str, model: str | None) -> None:
-    from assistant.intents import IntentSet
-    from assistant.listen import create_recognizer
-
-    intent_set = IntentSet.load(ROOT / "prompts" / "intents.yaml")
-    _WORKER["intent_set"] = intent_set
-    _WORKER["recognizer"] = create_recognizer(intent_set, engine, Path(model) if model else None)
-
-
 def _listen(conv: Conversation) -> dict[str, Any]:
     """Stream one conversation through endpointer + idle-context recognizer."""
     from assistant.dialog import CONTEXTS
     from assistant.listen import understand
-    from assistant.vad import Endpointer
 
-    recognizer, intent_set = _WORKER["recognizer"], _WORKER["intent_set"]
+    recognizer, intent_set = WORKER["recognizer"], WORKER["intent_set"]
     audio, spoken = render(conv)
     idle = list(CONTEXTS["idle"])
     recognizer.set_context(idle)
-    endpointer = Endpointer(RATE)
     utterances = 0
     triggers = []
-    decode = 0.0
-    active = False
-    for i in range(0, len(audio) - CHUNK + 1, CHUNK):
-        seg = endpointer.process(audio[i:i + CHUNK])
-        t0 = time.process_time()
-        if seg.started:
-            recognizer.start_utterance()
-            active = True
-        if active:
-            for block in seg.audio:
-                recognizer.accept_audio(block.tobytes())
-        if seg.ended and active:
-            active = False
-            utterances += 1
-            transcript = recognizer.end_utterance()
-            match = understand(intent_set, transcript, idle)
-            if match is not None:
-                triggers.append({"at_s": round(i / RATE, 2), "heard": transcript.text, "intent": match.intent,
-                                 "confidence": round(transcript.confidence, 3), "noise": conv.noise,
-                                 "snr_db": conv.snr_db,
-                                 "said_around": _said_near(conv, i / RATE)})
-        decode += time.process_time() - t0
-    if active:
-        recognizer.end_utterance()
+    t0 = time.process_time()
+    for at, transcript, cut in utterances_like_live(recognizer, audio):
+        if cut:
+            continue
+        utterances += 1
+        match = understand(intent_set, transcript, idle)
+        if match is not None:
+            triggers.append({"at_s": round(at, 2), "heard": transcript.text, "intent": match.intent,
+                             "confidence": round(transcript.confidence, 3), "noise": conv.noise,
+                             "snr_db": conv.snr_db, "said_around": _said_near(conv, at)})
+    decode = time.process_time() - t0
     return {"seconds": len(audio) / RATE, "speech_seconds": spoken, "utterances": utterances,
             "triggers": triggers, "decode_cpu_s": decode, "noise": conv.noise, "snr_db": conv.snr_db}
 
@@ -179,10 +151,10 @@ def run(engine: str, model: Path | None, smoke: bool, jobs: int, minutes: float 
     convs = plan(minutes)
     init = (engine, str(model) if model else None)
     if jobs <= 1:
-        _init_worker(*init)
+        init_worker(*init)
         parts = [_listen(c) for c in convs]
     else:
-        with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=init) as ex:
+        with ProcessPoolExecutor(jobs, initializer=init_worker, initargs=init) as ex:
             parts = list(ex.map(_listen, convs))
     hours = sum(p["seconds"] for p in parts) / 3600
     speech_hours = sum(p["speech_seconds"] for p in parts) / 3600
