@@ -34,6 +34,7 @@ Writes ``bench/results/soak.json`` and ``soak.md``; exits 1 when the verdict fai
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import datetime as dt
 import gc
@@ -147,6 +148,14 @@ class Sample:
     """Rendered lines the voice cache holds (an LRU of at most 128)."""
     tts_cache_kb: int
     traced_kb: int | None = None
+    rss_anon_kb: int | None = None
+    """Private memory (``RssAnon``): where a leak shows. The rest of RSS is pages of
+    libraries and model files read in as code paths are first used (``RssFile``)."""
+    rss_file_kb: int | None = None
+    heap_used_kb: int | None = None
+    """glibc heap in use (``mallinfo2``: arena + mmapped blocks in use)."""
+    heap_free_kb: int | None = None
+    """glibc heap freed but still held (fragmentation), ``fordblks``."""
 
 
 def judge(samples: list[Sample], warmup_s: float, limits: Limits = Limits(),
@@ -382,10 +391,11 @@ class WarningCounter(logging.Handler):
 def sample_now(virtual_s: float, wall_s: float, diary: Any, episodes_started: int, renderer: Any,
                traced: bool) -> Sample:
     gc.collect()
-    rss_kb = 0
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss_kb = int(line.split()[1])
+    status = {k: int(v.split()[0]) for k, _, v in
+              (line.partition(":") for line in Path("/proc/self/status").read_text().splitlines())
+              if k in ("VmRSS", "RssAnon", "RssFile")}
+    rss_kb = status.get("VmRSS", 0)
+    heap = glibc_heap()
     episodes = records = 0
     if diary is not None:
         episodes = diary.conn.execute("SELECT COUNT(*) FROM episodes").fetchone()[0]
@@ -398,7 +408,25 @@ def sample_now(virtual_s: float, wall_s: float, diary: Any, episodes_started: in
     cached = list(renderer._cache.values())  # noqa: SLF001 - measuring the cache is the point
     return Sample(round(virtual_s, 1), round(wall_s, 1), rss_kb, len(gc.get_objects()), threading.active_count(),
                   len(os.listdir("/proc/self/task")), len(os.listdir("/proc/self/fd")), episodes, records,
-                  episodes_started, len(cached), sum(r.samples.nbytes for r in cached) // 1024, traced_kb)
+                  episodes_started, len(cached), sum(r.samples.nbytes for r in cached) // 1024, traced_kb,
+                  status.get("RssAnon"), status.get("RssFile"), *(heap or (None, None)))
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+
+def glibc_heap() -> tuple[int, int] | None:
+    """(in use, freed but held) KB of glibc's heap, or None on another C library."""
+    try:
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    return (info.uordblks + info.hblkhd) // 1024, info.fordblks // 1024
 
 
 # ---------------------------------------------------------------- the person
@@ -600,7 +628,8 @@ def check_phrases(intent_set: Any) -> None:
                 raise SystemExit(f"soak: {text!r} is not {want} in {context} (got {match})")
 
 
-def run(settings: SoakSettings, workdir: Path, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run(settings: SoakSettings, workdir: Path, progress: Callable[[str], None] | None = None,
+        limits: Limits = Limits()) -> dict[str, Any]:
     """The whole soak; returns the result (samples, counts, verdict)."""
     from assistant.audio import Microphone
     from assistant.config import load_config
@@ -617,6 +646,8 @@ def run(settings: SoakSettings, workdir: Path, progress: Callable[[str], None] |
     from assistant.vad import Endpointer
 
     say = progress or (lambda _msg: None)
+    snapshot: Any = None
+    traced_growth: list[str] = []
     if settings.tracemalloc:
         import tracemalloc
 
@@ -628,6 +659,7 @@ def run(settings: SoakSettings, workdir: Path, progress: Callable[[str], None] |
 
         return_big_buffers_to_the_system()  # as run_live does
     wall0 = time.monotonic()
+    render_the_persons_speech()
     clock = FakeClock(0.0)
     epoch = dt.datetime(2024, 3, 4, 7, 0, tzinfo=dt.UTC)
 
@@ -657,8 +689,7 @@ def run(settings: SoakSettings, workdir: Path, progress: Callable[[str], None] |
     voice = Voice(settings, rng)
     person = Person(tt, events, random.Random(settings.seed), settings, everyday_sentences())
     for text in [t for _, texts in PHRASES.values() for t in texts] + person.everyday:
-        voice.audio(text)  # the person's voice, synthesized (or loaded) before the clock runs
-    _drop_speech_synthesizer()
+        voice.audio(text)  # the person's voice, loaded before the clock runs (rendered by then)
     say(f"set up in {time.monotonic() - wall0:.1f} s")
 
     end_s = settings.hours * 3600
@@ -729,9 +760,13 @@ def run(settings: SoakSettings, workdir: Path, progress: Callable[[str], None] |
             if now >= next_sample:
                 samples.append(sample_now(now, time.monotonic() - wall_run0, diary, events.episodes_started,
                                           renderer, settings.tracemalloc))
+                if settings.tracemalloc and snapshot is None and now >= settings.warmup_minutes * 60:
+                    snapshot = tracemalloc.take_snapshot()
                 next_sample += sample_every
                 s = samples[-1]
-                say(f"{now / 3600:5.2f} h virtual, {s.wall_s / 60:5.1f} min wall: RSS {s.rss_kb / 1024:.1f} MB, "
+                say(f"{now / 3600:5.2f} h virtual, {s.wall_s / 60:5.1f} min wall: RSS {s.rss_kb / 1024:.1f} MB "
+                    f"(anon {(s.rss_anon_kb or 0) / 1024:.1f}, file {(s.rss_file_kb or 0) / 1024:.1f}; heap used "
+                    f"{(s.heap_used_kb or 0) / 1024:.1f}, held free {(s.heap_free_kb or 0) / 1024:.1f}), "
                     f"threads {s.threads}/{s.tasks}, fds {s.fds}, episodes {s.diary_episodes}, "
                     f"voice cache {s.tts_cache_lines} lines {s.tts_cache_kb / 1024:.1f} MB")
             if speed is not None and steps % 50 == 0:
@@ -741,6 +776,8 @@ def run(settings: SoakSettings, workdir: Path, progress: Callable[[str], None] |
     finally:
         samples.append(sample_now(clock.now(), time.monotonic() - wall_run0, diary, events.episodes_started,
                                   renderer, settings.tracemalloc))
+        if snapshot is not None:  # where Python allocations grew after the warm-up
+            traced_growth = [str(d) for d in tracemalloc.take_snapshot().compare_to(snapshot, "lineno")[:15]]
         mic.close()
         speaker.close()
         events.close()
@@ -748,10 +785,13 @@ def run(settings: SoakSettings, workdir: Path, progress: Callable[[str], None] |
         session.close()
         logging.getLogger("assistant").removeHandler(warnings)
 
-    verdict = judge(samples, settings.warmup_minutes * 60, Limits(), events.episodes_started,
+    verdict = judge(samples, settings.warmup_minutes * 60, limits, events.episodes_started,
                     diary_check["episodes"], events.cue_lateness)
     if diary_check["open"]:
         verdict["failures"].append(f"{diary_check['open']} episode(s) left open in the diary")
+        verdict["ok"] = False
+    if "piper" in sys.modules:
+        verdict["failures"].append("the person's voice was synthesized inside the measured process")
         verdict["ok"] = False
     if results_lost:
         verdict["failures"].append(f"the recognizer took over {RESULT_TIMEOUT:.0f} s on {results_lost} utterance(s)")
@@ -763,10 +803,11 @@ def run(settings: SoakSettings, workdir: Path, progress: Callable[[str], None] |
     outcomes = diary_check["outcomes"]
     return {
         "settings": dataclasses.asdict(settings),
-        "limits": dataclasses.asdict(Limits()),
+        "limits": dataclasses.asdict(limits),
         "wall_seconds": round(time.monotonic() - wall0, 1),
         "run_wall_seconds": round(time.monotonic() - wall_run0, 1),
         "virtual_seconds": round(clock.now(), 1),
+        "traced_growth": traced_growth,
         "blocks": steps,
         "verdict": verdict,
         "episodes": {"started": events.episodes_started, "in_diary": diary_check["episodes"],
@@ -787,12 +828,28 @@ def run(settings: SoakSettings, workdir: Path, progress: Callable[[str], None] |
     }
 
 
-def _drop_speech_synthesizer() -> None:
-    """The Piper voice that made the person's speech is not part of the coach: unload it."""
-    from assistant.speechgen import _piper_voice
+def _mb(kb: int | None) -> str:
+    return "?" if kb is None else f"{kb / 1024:.1f}"
 
-    _piper_voice.cache_clear()
-    gc.collect()
+
+def render_the_persons_speech() -> None:
+    """Synthesize every sentence the person may say into the speech cache, in a child process.
+
+    The Piper voice that makes it is not part of the coach, and a neural voice loaded into
+    the measured process stays there (its runtime keeps threads, handles and heap after the
+    voice is dropped): a run that had to synthesize grew ~10 MB after the warm-up where one
+    with a warm cache stayed flat. So the measured process only ever reads the cache.
+    """
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    subprocess.run([sys.executable, "-c", "from bench.soak import _render_all; _render_all()"], cwd=ROOT, env=env,
+                   check=True)
+
+
+def _render_all() -> None:
+    for text in [t for _, texts in PHRASES.values() for t in texts] + everyday_sentences():
+        speech(text, USER_VOICE)
 
 
 def _done(pending: Any, now: float, until_t: float, until: Callable[[], bool] | None, voice: Voice) -> bool:
@@ -863,9 +920,12 @@ def markdown(result: dict[str, Any], info: dict[str, Any]) -> str:
     if v["failures"]:
         lines += ["Failures:", "", *[f"- {x}" for x in v["failures"]], ""]
     lines += [
-        "| virtual h | wall min | RSS MB | voice cache MB | Python objects | threads | fds | diary episodes |",
-        "|---|---|---|---|---|---|---|---|",
+        "| virtual h | wall min | RSS MB | private / file-backed MB | glibc heap in use / held free MB "
+        "| voice cache MB | Python objects | threads | fds | diary episodes |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         *[f"| {x['virtual_s'] / 3600:.2f} | {x['wall_s'] / 60:.1f} | {x['rss_kb'] / 1024:.1f} | "
+          f"{_mb(x.get('rss_anon_kb'))} / {_mb(x.get('rss_file_kb'))} | "
+          f"{_mb(x.get('heap_used_kb'))} / {_mb(x.get('heap_free_kb'))} | "
           f"{x['tts_cache_kb'] / 1024:.1f} | {x['py_objects']} | {x['threads']}/{x['tasks']} | {x['fds']} | "
           f"{x['diary_episodes']} |" for x in s],
         "",
