@@ -160,15 +160,21 @@ class Sample:
 
 def judge(samples: list[Sample], warmup_s: float, limits: Limits = Limits(),
           episodes_started: int | None = None, diary_episodes: int | None = None,
-          cue_lateness: list[tuple[float, bool, bool]] | None = None) -> dict[str, Any]:
+          cue_lateness: list[tuple[float, bool, bool]] | None = None,
+          voice_cache_lines: int | None = None) -> dict[str, Any]:
     """The verdict on a run: ``{"ok": bool, "failures": [...], "figures": {...}}``.
 
     ``cue_lateness``: (seconds late, speaker was free when due, cue may be dropped) per
-    countdown cue said.
+    countdown cue said. ``voice_cache_lines``: the voice cache's capacity; when the cache
+    fills during the run the warm-up lasts until then too (only its audio is subtracted
+    from RSS, not the allocator's pages around it, so a filling cache still reads as growth).
     """
     failures: list[str] = []
     figures: dict[str, Any] = {}
-    after = [s for s in samples if s.virtual_s >= warmup_s]
+    warm = [i for i, s in enumerate(samples) if s.virtual_s >= warmup_s]
+    full = [i for i in warm if voice_cache_lines is not None and samples[i].tts_cache_lines >= voice_cache_lines]
+    after = samples[(full or warm or [len(samples)])[0]:]
+    figures["baseline_at_h"] = round(after[0].virtual_s / 3600, 2) if after else None
     if len(after) < 4:
         failures.append(f"too few samples after the warm-up ({len(after)}; need 4)")
     else:
@@ -786,7 +792,8 @@ def run(settings: SoakSettings, workdir: Path, progress: Callable[[str], None] |
         logging.getLogger("assistant").removeHandler(warnings)
 
     verdict = judge(samples, settings.warmup_minutes * 60, limits, events.episodes_started,
-                    diary_check["episodes"], events.cue_lateness)
+                    diary_check["episodes"], events.cue_lateness,
+                    voice_cache_lines=renderer.max_items)
     if diary_check["open"]:
         verdict["failures"].append(f"{diary_check['open']} episode(s) left open in the diary")
         verdict["ok"] = False
@@ -894,7 +901,8 @@ def markdown(result: dict[str, Any], info: dict[str, Any]) -> str:
         "",
         "| measure | value |",
         "|---|---|",
-        f"| RSS: start → after the {result['settings']['warmup_minutes']:.0f} min warm-up → end | "
+        f"| RSS: start → after the warm-up ({result['settings']['warmup_minutes']:.0f} min, and until the voice "
+        f"cache was full: {f.get('baseline_at_h', '?')} h) → end | "
         f"{first['rss_kb'] / 1024:.1f} → {f.get('rss_baseline_mb', '?')} → {f.get('rss_end_mb', '?')} MB |",
         f"| voice cache (LRU of 128 rendered lines): after the warm-up → end | "
         f"{' → '.join(str(x) for x in f.get('voice_cache_mb', []))} MB |",

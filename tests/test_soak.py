@@ -9,6 +9,7 @@ late cue does trip it.
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import sys
 from pathlib import Path
@@ -78,6 +79,19 @@ def test_lost_episodes_and_late_cues_trip_the_verdict() -> None:
 # rendered line kept per turn is 15-25 MB/h — and the committed 8-hour run holds the
 # coach to 5 MB and 1 MB/h (bench/results/soak.md).
 SHORT_RUN = Limits(rss_growth_mb=8.0, rss_slope_mb_per_hour=12.0)
+
+
+def test_the_warm_up_lasts_until_the_voice_cache_is_full() -> None:
+    """Only the cache's audio is subtracted, not the allocator pages around it: growth
+    while it fills is the cache's, growth after it is full is a leak."""
+    filling = [dataclasses.replace(s, tts_cache_lines=min(128, 20 * i), rss_kb=s.rss_kb + 1024 * min(i, 7))
+               for i, s in enumerate(_samples(16))]
+    assert not judge(filling, warmup_s=600)["ok"]
+    verdict = judge(filling, warmup_s=600, voice_cache_lines=128)
+    assert verdict["ok"], verdict["failures"]
+    assert verdict["figures"]["baseline_at_h"] == round(7 * 300 / 3600, 2)
+    leaking = [dataclasses.replace(s, rss_kb=s.rss_kb + 1024 * i) for i, s in enumerate(filling)]
+    assert not judge(leaking, warmup_s=600, voice_cache_lines=128)["ok"]
 
 
 def test_the_short_runs_limits_still_catch_a_per_turn_leak() -> None:
