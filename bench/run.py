@@ -106,11 +106,10 @@ def gaps(results: dict[str, Any]) -> list[str]:
                    "(\"feet are cramped up\"). PocketSphinx's posterior is ~1.0 for everything, so no confidence "
                    "floor helps. What would close it: a likelihood-ratio check for the idle context only — "
                    "re-decode the utterance with a garbage-only grammar and accept a command only when its path "
-                   "score beats that by a margin. Measured here on half the talk set (experiment, not committed): "
-                   "per-frame margin (log base 1.0001) of correctly heard idle commands median 18.4, 5th "
-                   "percentile 9.8; 7 of 8 false triggers scored below 8.7 — a threshold near 9 would remove "
-                   "~85% of false triggers (17/h → ~3/h) for ~5% of idle commands, at twice the idle decoding "
-                   "cost (RTF 0.04 → 0.08). The rest: ignore utterances much longer than any command, and Vosk, "
+                   "score beats that by a margin. Measured by bench/margin_experiment.py (45 min of talk, 150 "
+                   "idle commands): a per-frame margin of 12 leaves 2 of 8 false wake-ups and keeps 43 of 47 "
+                   "correctly heard idle commands (docs/speech-in.md), at twice the idle decoding "
+                   "cost. The rest: ignore utterances much longer than any command, and Vosk, "
                    "whose [unk] word marks out-of-grammar speech")
         elif "latency" in name:
             fix = ("shorten the endpointer hangover (assistant/vad.py VadSettings.hangover, 0.4 s) where the "
