@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.soak import Limits, Sample, SoakSettings, judge, run  # noqa: E402
+from bench.soak import SHORT_RUN, Sample, SoakSettings, judge, run  # noqa: E402
 
 
 def _samples(n: int = 12, rss_mb_per_sample: float = 0.0, cache_mb_per_sample: float = 0.0,
@@ -72,13 +72,6 @@ def test_lost_episodes_and_late_cues_trip_the_verdict() -> None:
     assert not judge(_samples(3), 600)["ok"]  # too short to tell
 
 
-# One hour is still the coach's own warm-up (each listening context's grammar is built on
-# first use, Python's and glibc's pools fill), and over 50 minutes one page-level step of
-# RSS reads as a steep slope: 1-hour runs here measured -1..+2.3 MB growth and up to
-# 5.2 MB/h. So the short run only catches leaks of ~10 MB/h or more — an utterance or a
-# rendered line kept per turn is 15-25 MB/h — and the committed 8-hour run holds the
-# coach to 5 MB and 1 MB/h (bench/results/soak.md).
-SHORT_RUN = Limits(rss_growth_mb=8.0, rss_slope_mb_per_hour=12.0)
 
 
 def test_the_warm_up_lasts_until_the_voice_cache_is_full() -> None:
