@@ -136,13 +136,18 @@ def test_cramp_report_answered_then_stop_cuts_it(pulse: Pulse, coach: Coach, tur
     start = _align(env_rec, env_line[:150], lo, hi)
     t_start = times[start * 160]
 
-    def match_at(t: float) -> float:
-        """Best local match of 1.5 s of capture from time t with the instruction (±0.3 s drift)."""
+    def match_at(t: float, drift: float = 0.3) -> float:
+        """Best local match of 1.5 s of capture from time t with the instruction (± drift s)."""
         i = int(np.searchsorted(times, t)) // 160
         offset = int((t - t_start) * 100)
-        return max(_corr_window(env_rec, env_line, i, offset + lag) for lag in range(-30, 31, 2))
+        steps = int(drift * 100)
+        return max(_corr_window(env_rec, env_line, i, offset + lag) for lag in range(-steps, steps + 1, 2))
 
-    before = match_at(stop_end - 1.7)
+    # Before the stop: the best 1.5 s window ending before "stop" was over, allowing for the
+    # one-off ~1.8 s pause ALSA's pulse plugin may take soon after a stream opens (docs/live.md):
+    # it shifts the rest of the line. (CI once saw r=0.52 at one fixed window with ±0.3 s.)
+    before = max(match_at(t, drift=2.0)
+                 for t in np.arange(min(t_start + 0.2, stop_end - 1.7), stop_end - 1.69, 0.25))
     assert before > 0.6, f"the speaker did not carry the instruction (r={before:.2f})"
     after = match_at(stop_end + 0.8)
     assert after < 0.5, f"the instruction still played after stop (r={after:.2f})"
