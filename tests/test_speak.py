@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 import numpy as np
 import pytest
 
-from assistant.speak import CachedRenderer, DeviceSpeaker, EspeakRenderer, VoiceSettings, resample
+from assistant.speak import (
+    CachedRenderer,
+    DeviceSpeaker,
+    EspeakRenderer,
+    Rendered,
+    VoiceSettings,
+    looks_cut_short,
+    resample,
+)
 
 LINE = "Sit down, and gently pull your toes back toward your shin. Keep the knee straight."
 
@@ -32,6 +41,37 @@ def test_renders_speech_repeatedly_and_caches(renderer: CachedRenderer) -> None:
 
 def test_blank_text_does_not_hang(renderer: CachedRenderer) -> None:
     assert renderer.render("   ").duration == 0.0
+
+
+def test_a_whole_line_passes_and_one_cut_short_is_caught(renderer: CachedRenderer) -> None:
+    whole = renderer.render(LINE)
+    assert not looks_cut_short(whole, 165)
+    assert not looks_cut_short(renderer.render("Five."), 165)
+    n = len(whole.samples)
+    assert looks_cut_short(Rendered(LINE, whole.samples[: int(n * 0.6)], whole.rate), 165)  # stops mid-word
+    assert looks_cut_short(Rendered(LINE, whole.samples[n // 2:], whole.rate), 165)  # half of it missing
+
+
+def test_a_line_pyttsx3_cut_short_is_rendered_again(monkeypatch: pytest.MonkeyPatch,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """The pyttsx3 race that saved 4.4 of a 7.5 s line once in CI, injected."""
+    caplog.set_level(logging.INFO, logger="assistant.speak")
+    espeak = EspeakRenderer(VoiceSettings(rate=165))
+    real = espeak._render_once
+    cuts = iter([True])
+    calls = []
+
+    def flaky(text: str) -> Rendered:
+        calls.append(text)
+        out = real(text)
+        if next(cuts, False):
+            return Rendered(text, out.samples[: len(out.samples) * 6 // 10], out.rate)
+        return out
+
+    monkeypatch.setattr(espeak, "_render_once", flaky)
+    line = espeak.render(LINE)
+    assert not looks_cut_short(line, 165) and line.duration > 4.0
+    assert len(calls) == 2 and "cut-short line" in caplog.text
 
 
 def test_rate_setting_changes_speed() -> None:
