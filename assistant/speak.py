@@ -177,11 +177,10 @@ class EspeakRenderer:
         text = " ".join(text.split())
         if not text:  # runAndWait never returns for an empty string
             return Rendered(text, np.zeros(0, np.int16), 22050)
-        rendered = Rendered(text, np.zeros(0, np.int16), 22050)
+        if not any(c.isalnum() for c in text):  # punctuation only: whatever espeak makes of it
+            return self._render_once(text)
         for attempt in range(1, 4):
             rendered = self._render_once(text)
-            if not any(c.isalnum() for c in text):
-                return rendered
             # pyttsx3 2.99 + async espeak-ng now and then saves an empty WAV, or none, or a
             # line cut short (a race in its synth callback; empty about 1 in 50 renders
             # here, cut once in CI: 4.4 of 7.5 s): render again.

@@ -703,7 +703,7 @@ def run(settings: SoakSettings, workdir: Path, progress: Callable[[str], None] |
     rng = np.random.default_rng(settings.seed)
     voice = Voice(settings, rng)
     person = Person(tt, events, random.Random(settings.seed), settings, everyday_sentences())
-    for text in [t for _, texts in PHRASES.values() for t in texts] + person.everyday:
+    for text in persons_sentences():
         voice.audio(text)  # the person's voice, loaded before the clock runs (rendered by then)
     say(f"set up in {time.monotonic() - wall0:.1f} s")
 
@@ -779,9 +779,9 @@ def run(settings: SoakSettings, workdir: Path, progress: Callable[[str], None] |
                     snapshot = tracemalloc.take_snapshot()
                 next_sample += sample_every
                 s = samples[-1]
-                say(f"{now / 3600:5.2f} h virtual, {s.wall_s / 60:5.1f} min wall: RSS {s.rss_kb / 1024:.1f} MB "
-                    f"(anon {(s.rss_anon_kb or 0) / 1024:.1f}, file {(s.rss_file_kb or 0) / 1024:.1f}; heap used "
-                    f"{(s.heap_used_kb or 0) / 1024:.1f}, held free {(s.heap_free_kb or 0) / 1024:.1f}), "
+                say(f"{now / 3600:5.2f} h virtual, {s.wall_s / 60:5.1f} min wall: RSS {_mb(s.rss_kb)} MB "
+                    f"(anon {_mb(s.rss_anon_kb)}, file {_mb(s.rss_file_kb)}; heap used {_mb(s.heap_used_kb)}, "
+                    f"held free {_mb(s.heap_free_kb)}), "
                     f"threads {s.threads}/{s.tasks}, fds {s.fds}, episodes {s.diary_episodes}, "
                     f"voice cache {s.tts_cache_lines} lines {s.tts_cache_kb / 1024:.1f} MB")
             if speed is not None and steps % 50 == 0:
@@ -864,8 +864,13 @@ def render_the_persons_speech() -> None:
                    check=True)
 
 
+def persons_sentences() -> list[str]:
+    """Everything the scripted person may say: the commands and answers, then the chatter."""
+    return [t for _, texts in PHRASES.values() for t in texts] + everyday_sentences()
+
+
 def _render_all() -> None:
-    for text in [t for _, texts in PHRASES.values() for t in texts] + everyday_sentences():
+    for text in persons_sentences():
         speech(text, USER_VOICE)
 
 
