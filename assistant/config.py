@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import UserFacingError
+from assistant.errors import UserFacingError
 
 CONFIG_FILE = "config.toml"
 ENV_PREFIX = "CRAMP_COACH_"
@@ -91,7 +91,7 @@ class Key:
 
 def _data(name: str) -> Callable[[], Path]:
     def default() -> Path:
-        from .paths import data_dir
+        from assistant.paths import data_dir
 
         return data_dir() / name
 
@@ -138,7 +138,7 @@ KEYS: tuple[Key, ...] = (
 KEYS_BY_ATTR = {k.attr: k for k in KEYS}
 SECTIONS = tuple(dict.fromkeys(k.section for k in KEYS))
 
-#: Command-line option dest names (assistant.cli's live options) → attributes.
+#: Command-line option dest names (assistant.commands.cli's live options) → attributes.
 CLI_DESTS = {"engine": "engine", "model": "model_path", "input": "input_device", "output": "output_device"}
 
 
@@ -163,7 +163,7 @@ def config_path() -> Path:
     override = os.environ.get("CRAMP_COACH_CONFIG")
     if override:
         return Path(override).expanduser()
-    from .paths import config_dir
+    from assistant.paths import config_dir
 
     return config_dir() / CONFIG_FILE
 

@@ -2,7 +2,7 @@
 
     python bench/accuracy.py [--engine pocketsphinx] [--set bench] [--audio DIR]
 
-Renders (or reuses) the set with :mod:`assistant.speechgen`, recognizes every file in
+Renders (or reuses) the set with :mod:`assistant.testing.speechgen`, recognizes every file in
 its listening context and writes ``bench/results/accuracy-<label>.md`` and ``.json``.
 The functions are reusable by other benchmarks: :func:`evaluate` runs cases through a
 recognizer, :func:`summarize` turns results into rows.
@@ -22,10 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from assistant.intents import IntentSet  # noqa: E402
-from assistant.listen import DEFAULT_FLOOR, Recognizer, create_recognizer, recognize_pcm  # noqa: E402
-from assistant.speechgen import Case, generate  # noqa: E402
-from assistant.wavio import read_wav  # noqa: E402
+from assistant.conversation.intents import IntentSet  # noqa: E402
+from assistant.speech_in.recognizers import DEFAULT_FLOOR, Recognizer, create_recognizer, recognize_pcm  # noqa: E402
+from assistant.speech_in.wav import read_wav  # noqa: E402
+from assistant.testing.speechgen import Case, generate  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 

@@ -4,15 +4,15 @@ Sentences are sampled from the intent templates with a seed of their own (not th
 1234) and, where an intent has enough phrasings, avoid the sentences of the test set.
 Every sentence is spoken by every voice of :data:`VOICES`, then mixed with one of the
 synthesized kitchen noises (water, fan, clatter — rotating) at each SNR. Each utterance
-is recognized in a dialog context that accepts its intent (``assistant.dialog.CONTEXTS``,
+is recognized in a dialog context that accepts its intent (``assistant.conversation.dialog.CONTEXTS``,
 rotating through them), and counts as right only if intent AND slots are right. The audio
 reaches the recognizer as in the live loop: 1.5 s of the background, the sentence, 1 s of
-background, fed 20 ms at a time through :class:`assistant.vad.Endpointer` (so the
+background, fed 20 ms at a time through :class:`assistant.speech_in.vad.Endpointer` (so the
 recognizer sees the pre-roll the endpointer hands on, not a hand-cut clip); the first
 intent understood in the stream counts.
 
-Reuses :mod:`assistant.speechgen` (voices, noise, mixing, sentence expansion) and
-:func:`assistant.listen.understand`; decoding runs in ``jobs`` worker processes.
+Reuses :mod:`assistant.testing.speechgen` (voices, noise, mixing, sentence expansion) and
+:func:`assistant.speech_in.recognizers.understand`; decoding runs in ``jobs`` worker processes.
 """
 
 from __future__ import annotations
@@ -70,14 +70,14 @@ class Outcome:
 
 
 def intents_under_test(intent_set: Any) -> list[str]:
-    from assistant.intents import PUBLIC_INTENTS
+    from assistant.conversation.intents import PUBLIC_INTENTS
 
     names = [n for n in PUBLIC_INTENTS if n in intent_set.intents.intents]
     return names + [n for n in ("still_cramping",) if n in intent_set.intents.intents and n not in names]
 
 
 def contexts_for(intent: str) -> list[str]:
-    from assistant.dialog import CONTEXTS
+    from assistant.conversation.dialog import CONTEXTS
 
     return [name for name, allowed in CONTEXTS.items() if intent in allowed]
 
@@ -85,8 +85,8 @@ def contexts_for(intent: str) -> list[str]:
 def choose_sentences(intent_set: Any, intent: str, count: int, rng: random.Random,
                      avoid: set[str], cover_slots: bool = True) -> list[tuple[str, dict[str, str], str]]:
     """(text, slots, context): every slot value at least once, then more, held-out first."""
-    from assistant.dialog import CONTEXTS
-    from assistant.speechgen import sentences_for
+    from assistant.conversation.dialog import CONTEXTS
+    from assistant.testing.speechgen import sentences_for
 
     contexts = contexts_for(intent)
     candidates = []
@@ -116,8 +116,8 @@ def plan(intent_set: Any, per_intent: int, voices: Sequence[str], snrs: Sequence
     """The held-out utterances. Each sentence is said by ``voices_per_sentence`` voices
     (rotating, so every voice is used; None = all); with ``all_voices`` False by one voice
     and without the every-slot-value pass (smoke)."""
-    from assistant.speechgen import NOISES, SETS
-    from assistant.speechgen import plan as test_plan
+    from assistant.testing.speechgen import NOISES, SETS
+    from assistant.testing.speechgen import plan as test_plan
 
     rng = random.Random(seed)
     avoid = {c.text for c in test_plan(intent_set, SETS["test"])}
@@ -141,7 +141,7 @@ def plan(intent_set: Any, per_intent: int, voices: Sequence[str], snrs: Sequence
 
 def audio_for(utt: Utterance) -> np.ndarray:
     """The utterance's audio: cached speech, padded, mixed with noise (deterministic)."""
-    from assistant.speechgen import mix, pad
+    from assistant.testing.speechgen import mix, pad
 
     rng = np.random.default_rng(seed_of(utt.text, utt.voice, utt.noise, utt.snr_db))
     audio = pad(speech(utt.text, utt.voice), rng)
@@ -153,7 +153,7 @@ def audio_for(utt: Utterance) -> np.ndarray:
 def scene_for(utt: Utterance, before: float = 1.5, after: float = 1.0) -> np.ndarray:
     """The utterance inside a stretch of its background (``before``/``after`` seconds),
     for the endpointer to find, as a microphone would hear it (deterministic)."""
-    from assistant.speechgen import mix
+    from assistant.testing.speechgen import mix
 
     rng = np.random.default_rng(seed_of(utt.text, utt.voice, utt.noise, utt.snr_db, "scene"))
     s = speech(utt.text, utt.voice)
@@ -167,7 +167,7 @@ def scene_for(utt: Utterance, before: float = 1.5, after: float = 1.0) -> np.nda
 def listen_like_live(recognizer: Any, intent_set: Any, audio: np.ndarray, only: Sequence[str]) -> tuple[str, Any]:
     """The heard texts of ``audio`` as the live coach cuts it (" | " between utterances)
     and the first match among ``only``."""
-    from assistant.listen import understand
+    from assistant.speech_in.recognizers import understand
 
     recognizer.set_context(list(only))
     heard: list[str] = []
@@ -182,7 +182,7 @@ def listen_like_live(recognizer: Any, intent_set: Any, audio: np.ndarray, only: 
 # ------------------------------------------------------------------ decoding (worker processes)
 
 def _decode(batch: list[Utterance]) -> list[Outcome]:
-    from assistant.dialog import CONTEXTS
+    from assistant.conversation.dialog import CONTEXTS
 
     recognizer, intent_set = WORKER["recognizer"], WORKER["intent_set"]
     out = []
@@ -269,7 +269,7 @@ def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def run(engine: str, model: Path | None, smoke: bool, jobs: int, per_intent: int | None = None) -> dict[str, Any]:
-    from assistant.intents import IntentSet
+    from assistant.conversation.intents import IntentSet
 
     intent_set = IntentSet.load(ROOT / "prompts" / "intents.yaml")
     if smoke:

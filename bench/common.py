@@ -75,7 +75,7 @@ def pct(values: list[float] | np.ndarray, q: float) -> float | None:
 def vosk_english_model() -> Path | None:
     """An installed English Vosk model, if any (the Korean test model does not count)."""
     try:
-        from assistant.models import find_model
+        from assistant.speech_in.models import find_model
 
         path = find_model()
     except Exception:  # noqa: BLE001 - a broken models dir just means "none"
@@ -86,13 +86,13 @@ def vosk_english_model() -> Path | None:
 
 
 def speech(text: str, voice: str) -> np.ndarray:
-    """``text`` spoken by a :data:`assistant.speechgen.VOICES` voice, int16 16 kHz, cached on disk."""
+    """``text`` spoken by a :data:`assistant.testing.speechgen.VOICES` voice, int16 16 kHz, cached on disk."""
     import hashlib
     import json
     from dataclasses import asdict
 
-    from assistant.speechgen import GENERATOR_VERSION, VOICES, synthesize
-    from assistant.wavio import read_wav, write_wav
+    from assistant.speech_in.wav import read_wav, write_wav
+    from assistant.testing.speechgen import GENERATOR_VERSION, VOICES, synthesize
 
     key = hashlib.sha256(json.dumps([GENERATOR_VERSION, text, asdict(VOICES[voice])]).encode()).hexdigest()[:20]
     path = CACHE / "speech" / f"{key}.wav"
@@ -132,8 +132,8 @@ WORKER: dict[str, Any] = {}
 
 def init_worker(engine: str, model: str | None) -> None:
     """Load the intents and make one recognizer for this process (a pool initializer)."""
-    from assistant.intents import IntentSet
-    from assistant.listen import create_recognizer
+    from assistant.conversation.intents import IntentSet
+    from assistant.speech_in.recognizers import create_recognizer
 
     intent_set = IntentSet.load(ROOT / "prompts" / "intents.yaml")
     WORKER["intent_set"] = intent_set
@@ -142,9 +142,9 @@ def init_worker(engine: str, model: str | None) -> None:
 
 def utterances_like_live(recognizer: Any, audio: np.ndarray) -> Iterator[tuple[float, Any, bool]]:
     """Feed ``audio`` 20 ms at a time through the endpointer into ``recognizer``, as
-    assistant/live.py does; yields ``(end time s, transcript, cut)`` per utterance, ``cut``
+    assistant/runners/live.py does; yields ``(end time s, transcript, cut)`` per utterance, ``cut``
     for one still going when the audio ran out. The recognizer's context is the caller's."""
-    from assistant.vad import Endpointer
+    from assistant.speech_in.vad import Endpointer
 
     endpointer = Endpointer(RATE)
     block = int(RATE * 0.02)

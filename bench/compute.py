@@ -7,7 +7,7 @@ are its own:
   (clean and 12 dB) in their dialog contexts; RTF = decoder CPU time / audio time (also
   wall time, which includes waiting for the core when other work shares the machine).
   Its peak RSS (VmHWM) is the recognizer's memory.
-* ``idle``    — pinned to one core: the real :class:`assistant.live.LiveLoop` (endpointer,
+* ``idle``    — pinned to one core: the real :class:`assistant.runners.live.LiveLoop` (endpointer,
   recognizer worker thread, coach) fed kitchen noise in real time for N seconds; CPU =
   process CPU time / wall time.
 * start-up    — ``cramp-coach --text`` and the live ``cramp-coach`` (on PulseAudio's
@@ -56,9 +56,9 @@ def _pin_one_core() -> int | None:
 def measure_rtf(engine: str, model: Path | None, count: int) -> dict[str, Any]:
     """(In the subprocess.) Decode ``count`` held-out utterances on one core."""
     core = _pin_one_core()
-    from assistant.dialog import CONTEXTS
-    from assistant.intents import IntentSet
-    from assistant.listen import create_recognizer, recognize_pcm
+    from assistant.conversation.dialog import CONTEXTS
+    from assistant.conversation.intents import IntentSet
+    from assistant.speech_in.recognizers import create_recognizer, recognize_pcm
     from bench.command_accuracy import VOICES, audio_for, plan
 
     t0 = time.perf_counter()
@@ -95,15 +95,15 @@ def measure_idle(engine: str, model: Path | None, seconds: float) -> dict[str, A
     core = _pin_one_core()
     import random
 
-    from assistant.dialog import Coach
-    from assistant.listen import create_recognizer
-    from assistant.live import LiveLoop
-    from assistant.loop import TurnTaking
-    from assistant.prompts import load_content
-    from assistant.runtime import EventLog, Session
-    from assistant.speak import create_renderer
-    from assistant.timers import MonotonicClock
-    from assistant.vad import Endpointer
+    from assistant.conversation.content import load_content
+    from assistant.conversation.dialog import Coach
+    from assistant.conversation.timers import MonotonicClock
+    from assistant.runners.live import LiveLoop
+    from assistant.runners.session import EventLog, Session
+    from assistant.runners.turn_taking import TurnTaking
+    from assistant.speech_in.recognizers import create_recognizer
+    from assistant.speech_in.vad import Endpointer
+    from assistant.speech_out.speak import create_renderer
     from bench.livefeed import RealTimeMic, TimedSpeaker, kitchen_background
 
     clock = MonotonicClock()
@@ -114,7 +114,7 @@ def measure_idle(engine: str, model: Path | None, seconds: float) -> dict[str, A
 
     class Log(EventLog):
         def write(self, item: Any, t: float | None = None) -> None:  # noqa: ARG002
-            from assistant.events import to_dict
+            from assistant.conversation.events import to_dict
 
             events.append(item if isinstance(item, dict) else to_dict(item))
 
@@ -175,7 +175,7 @@ def measure_startup(live: bool, engine: str, runs: int, env: dict[str, str] | No
             log = Path(tmp) / "events.jsonl"
             run_env = dict(env or os.environ, CRAMP_COACH_DIARY_PATH=str(Path(tmp) / "diary.sqlite3"),
                            CRAMP_COACH_CONFIG=str(Path(tmp) / "none.toml"))
-            cmd = [sys.executable, "-m", "assistant.cli", "--log-events", str(log), "--engine", engine]
+            cmd = [sys.executable, "-m", "assistant.commands.cli", "--log-events", str(log), "--engine", engine]
             cmd += ["--input", "pulse", "--output", "pulse"] if live else ["--text"]
             t0 = time.monotonic()
             proc = subprocess.Popen(cmd, cwd=ROOT, env=run_env, stdin=subprocess.PIPE,

@@ -1,6 +1,6 @@
 """Countdown cue timing: a 10-minute session on the real clock, with speech in between.
 
-The real :class:`assistant.live.LiveLoop` runs on :class:`~assistant.timers.MonotonicClock`
+The real :class:`assistant.runners.live.LiveLoop` runs on :class:`~assistant.conversation.timers.MonotonicClock`
 with a real-time microphone stand-in (quiet kitchen noise) and a speaker that renders
 every line with the real voice and stays busy for its real duration
 (:mod:`bench.livefeed`). A scripted person (Piper voice, through the endpointer and the
@@ -42,7 +42,7 @@ class Due:
 
 
 def _phrase(intent_set: Any, intent: str, context: tuple[str, ...], prefer: str | None = None) -> str:
-    from assistant.speechgen import sentences_for
+    from assistant.testing.speechgen import sentences_for
 
     options = [t for t in sentences_for(intent_set, intent)
                if (m := intent_set.match(t, context)) is not None and m.intent == intent]
@@ -53,16 +53,16 @@ def _phrase(intent_set: Any, intent: str, context: tuple[str, ...], prefer: str 
 
 def run(smoke: bool, seconds: float | None = None) -> dict[str, Any]:
     """The whole session (``seconds`` of real time) and its timing figures."""
-    from assistant.dialog import CONTEXTS, Coach, Settings
-    from assistant.events import Heard
-    from assistant.listen import create_recognizer
-    from assistant.live import LiveLoop
-    from assistant.loop import TurnTaking
-    from assistant.prompts import Cue, load_content
-    from assistant.runtime import EventLog, Session
-    from assistant.speak import create_renderer
-    from assistant.timers import Hold, MonotonicClock
-    from assistant.vad import Endpointer
+    from assistant.conversation.content import Cue, load_content
+    from assistant.conversation.dialog import CONTEXTS, Coach, Settings
+    from assistant.conversation.events import Heard
+    from assistant.conversation.timers import Hold, MonotonicClock
+    from assistant.runners.live import LiveLoop
+    from assistant.runners.session import EventLog, Session
+    from assistant.runners.turn_taking import TurnTaking
+    from assistant.speech_in.recognizers import create_recognizer
+    from assistant.speech_in.vad import Endpointer
+    from assistant.speech_out.speak import create_renderer
     from bench.livefeed import RealTimeMic, TimedSpeaker, kitchen_background
 
     seconds = seconds if seconds is not None else (50.0 if smoke else 600.0)

@@ -4,9 +4,9 @@ Everyday sentences (``bench/data/everyday.yaml``: fixed ones plus templates expa
 random) are spoken by the benchmark voices into continuous "conversations" of about a
 half a minute, with natural pauses, over one kitchen noise at one SNR (rotating through water /
 fan / clatter and 24 / 18 / 12 / 6 dB). Each conversation streams through the live
-pipeline's endpointer (:class:`assistant.vad.Endpointer`) 20 ms at a time; every
+pipeline's endpointer (:class:`assistant.speech_in.vad.Endpointer`) 20 ms at a time; every
 utterance it cuts out is recognized in the **idle** context
-(``assistant.dialog.CONTEXTS['idle']``) and anything understood as an intent is a false
+(``assistant.conversation.dialog.CONTEXTS['idle']``) and anything understood as an intent is a false
 trigger. Reported per hour of talk.
 """
 
@@ -64,7 +64,7 @@ class Conversation:
 
 def plan(minutes: float, seed: int = SEED) -> list[Conversation]:
     """Enough conversations for ``minutes`` of speech (not counting the pauses)."""
-    from assistant.speechgen import NOISES
+    from assistant.testing.speechgen import NOISES
 
     sentences = everyday_sentences(int(minutes * 60 / 2.0) + 50, seed)
     rng = random.Random(seed)
@@ -94,7 +94,7 @@ def plan(minutes: float, seed: int = SEED) -> list[Conversation]:
 
 def render(conv: Conversation) -> tuple[np.ndarray, float]:
     """The conversation's audio (int16) and its seconds of speech."""
-    from assistant.speechgen import mix
+    from assistant.testing.speechgen import mix
 
     rng = np.random.default_rng(seed_of("conv", conv.index))
     parts = [np.zeros(int(RATE * 1.5), np.int16)]  # the room before anyone talks
@@ -109,8 +109,8 @@ def render(conv: Conversation) -> tuple[np.ndarray, float]:
 
 def _listen(conv: Conversation) -> dict[str, Any]:
     """Stream one conversation through endpointer + idle-context recognizer."""
-    from assistant.dialog import CONTEXTS
-    from assistant.listen import understand
+    from assistant.conversation.dialog import CONTEXTS
+    from assistant.speech_in.recognizers import understand
 
     recognizer, intent_set = WORKER["recognizer"], WORKER["intent_set"]
     audio, spoken = render(conv)

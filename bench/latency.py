@@ -72,8 +72,8 @@ def main() -> int:
     env = dict(os.environ, XDG_RUNTIME_DIR=runtime, PULSE_SERVER=f"unix:{runtime}/pulse/native")
     os.environ.update(XDG_RUNTIME_DIR=runtime, PULSE_SERVER=env["PULSE_SERVER"])
 
-    from assistant.speechgen import VOICES, synthesize
-    from assistant.wavio import write_wav
+    from assistant.speech_in.wav import write_wav
+    from assistant.testing.speechgen import VOICES, synthesize
 
     tmp = Path(tempfile.mkdtemp(prefix="cramp-bench-"))
     rng = np.random.default_rng(0)
@@ -86,7 +86,7 @@ def main() -> int:
 
     coach_env = env | {"CRAMP_COACH_DIARY_PATH": str(tmp / "diary.sqlite3"),
                        "CRAMP_COACH_CONFIG": str(tmp / "none.toml")}
-    coach = subprocess.Popen([sys.executable, "-m", "assistant.cli", "--input", "pulse", "--output", "pulse",
+    coach = subprocess.Popen([sys.executable, "-m", "assistant.commands.cli", "--input", "pulse", "--output", "pulse",
                               "--log-events", str(tmp / "events.jsonl")],
                              env=coach_env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert coach.stdout is not None
@@ -160,7 +160,7 @@ def main() -> int:
 
 def measure_stop(env: dict[str, str], runs: int = 5) -> list[float]:
     """DeviceSpeaker.stop() → last loud sample on the speaker."""
-    from assistant.speak import DeviceSpeaker, EspeakRenderer, VoiceSettings
+    from assistant.speech_out.speak import DeviceSpeaker, EspeakRenderer, VoiceSettings
 
     renderer = EspeakRenderer(VoiceSettings())
     line = renderer.render("Sit down, and gently pull your toes back toward your shin. Keep the knee straight.")

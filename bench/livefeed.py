@@ -1,9 +1,9 @@
 """Real-time stand-ins for the microphone and speaker, to run the real live loop in benchmarks.
 
-:class:`RealTimeMic` has the ``read(timeout)`` of :class:`assistant.audio.Microphone`
+:class:`RealTimeMic` has the ``read(timeout)`` of :class:`assistant.speech_in.audio.Microphone`
 but delivers a background (kitchen noise) plus whatever the benchmark makes the person
 say, one 20 ms block per 20 ms of ``time.monotonic()`` — so
-:class:`assistant.live.LiveLoop` runs exactly as on a device. :class:`TimedSpeaker`
+:class:`assistant.runners.live.LiveLoop` runs exactly as on a device. :class:`TimedSpeaker`
 renders every line with the real voice and is "busy" for the line's real duration,
 without needing a sound card.
 """
@@ -25,7 +25,7 @@ class RealTimeMic:
     """Background audio looped forever, user utterances mixed in when :meth:`say` is called."""
 
     def __init__(self, background: np.ndarray) -> None:
-        from assistant.audio import Chunk
+        from assistant.speech_in.audio import Chunk
 
         self._chunk_type = Chunk
         self.background = background.astype(np.float32)
@@ -116,7 +116,7 @@ class TimedSpeaker:
 
 def kitchen_background(seconds: float, level_dbfs: float = -45.0, seed: int = 5) -> np.ndarray:
     """Water, fan and clatter one after another, at ``level_dbfs`` RMS (a quiet-ish kitchen)."""
-    from assistant.speechgen import NOISES, kitchen_noise
+    from assistant.testing.speechgen import NOISES, kitchen_noise
 
     rng = np.random.default_rng(seed)
     part = int(RATE * seconds / len(NOISES))

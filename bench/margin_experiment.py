@@ -31,8 +31,8 @@ THRESHOLDS = (8.0, 10.0, 12.0, 14.0)
 
 def margin_recognizer(intent_set: Any) -> Any:
     """A PocketSphinx recognizer that also scores each command it hears against generic words."""
-    from assistant.grammar import GARBAGE_WORDS
-    from assistant.listen import PocketSphinxRecognizer, Transcript, dither
+    from assistant.speech_in.grammar import GARBAGE_WORDS
+    from assistant.speech_in.recognizers import PocketSphinxRecognizer, Transcript, dither
 
     class MarginRecognizer(PocketSphinxRecognizer):
         margin: float | None = None
@@ -81,8 +81,8 @@ def _log(score: float) -> float:
 
 
 def false_wakeups(rec: Any, intent_set: Any, minutes: float) -> list[dict[str, Any]]:
-    from assistant.dialog import CONTEXTS
-    from assistant.listen import understand
+    from assistant.conversation.dialog import CONTEXTS
+    from assistant.speech_in.recognizers import understand
     from bench import false_accept
 
     idle = list(CONTEXTS["idle"])
@@ -97,8 +97,8 @@ def false_wakeups(rec: Any, intent_set: Any, minutes: float) -> list[dict[str, A
 
 
 def idle_commands(rec: Any, intent_set: Any, per_intent: int) -> tuple[int, list[dict[str, Any]]]:
-    from assistant.dialog import CONTEXTS
-    from assistant.listen import understand
+    from assistant.conversation.dialog import CONTEXTS
+    from assistant.speech_in.recognizers import understand
     from bench import command_accuracy as ca
 
     idle = list(CONTEXTS["idle"])
@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=45.0, help="minutes of kitchen talk")
     parser.add_argument("--per-intent", type=int, default=6, help="held-out sentences per idle intent")
     args = parser.parse_args()
-    from assistant.intents import IntentSet
+    from assistant.conversation.intents import IntentSet
 
     intent_set = IntentSet.load(ROOT / "prompts" / "intents.yaml")
     rec = margin_recognizer(intent_set)

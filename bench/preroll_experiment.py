@@ -2,7 +2,7 @@
 
 Each held-out sentence (bench/command_accuracy.py plan, every voice) is placed in a stream
 of kitchen noise (1.5 s before, 1 s after, mixed at the SNR over the speech) and fed 20 ms
-at a time through :class:`assistant.vad.Endpointer` into the recognizer, as assistant/live.py
+at a time through :class:`assistant.speech_in.vad.Endpointer` into the recognizer, as assistant/runners/live.py
 does. Variants change the pre-roll length or how the recognizer starts an utterance.
 "alone" rows decode the speech with exactly LEAD seconds of noise before it (no endpointer).
 
@@ -31,8 +31,8 @@ _W: dict[str, Any] = {}
 
 
 def _init() -> None:
-    from assistant.intents import IntentSet
-    from assistant.listen import create_recognizer
+    from assistant.conversation.intents import IntentSet
+    from assistant.speech_in.recognizers import create_recognizer
 
     _W["intents"] = IntentSet.load(ROOT / "prompts" / "intents.yaml")
     _W["rec"] = create_recognizer(_W["intents"], "pocketsphinx")
@@ -40,7 +40,7 @@ def _init() -> None:
 
 def stream(utt: Utterance, before: float, after: float = AFTER) -> tuple[np.ndarray, int]:
     """Noise ``before`` s + speech + noise ``after`` s (int16), and the speech start sample."""
-    from assistant.speechgen import mix
+    from assistant.testing.speechgen import mix
 
     rng = np.random.default_rng(seed_of(utt.text, utt.voice, utt.noise, utt.snr_db, "preroll"))
     s = speech(utt.text, utt.voice)
@@ -53,9 +53,9 @@ def stream(utt: Utterance, before: float, after: float = AFTER) -> tuple[np.ndar
 
 
 def _decode_vad(utt: Utterance, preroll: float, fix: str) -> tuple[str, bool, int]:
-    from assistant.dialog import CONTEXTS
-    from assistant.listen import understand
-    from assistant.vad import Endpointer, VadSettings
+    from assistant.conversation.dialog import CONTEXTS
+    from assistant.speech_in.recognizers import understand
+    from assistant.speech_in.vad import Endpointer, VadSettings
 
     rec, intents = _W["rec"], _W["intents"]
     only = list(CONTEXTS[utt.context])
@@ -134,8 +134,8 @@ def start(rec: Any, fix: str, history: list[np.ndarray], fed: int) -> None:
 
 
 def _decode_alone(utt: Utterance, lead: float) -> tuple[str, bool, int]:
-    from assistant.dialog import CONTEXTS
-    from assistant.listen import recognize_pcm
+    from assistant.conversation.dialog import CONTEXTS
+    from assistant.speech_in.recognizers import recognize_pcm
 
     audio, at = stream(utt, lead, 0.3)
     t, m = recognize_pcm(_W["rec"], audio.tobytes(), list(CONTEXTS[utt.context]), _W["intents"])
@@ -158,7 +158,7 @@ def _job(args: tuple[Utterance, list[tuple[str, float, str]]]) -> list[dict[str,
         keep = _W["rec"]
         if fix.startswith("dec=") or fix == "nonoise":
             if fix not in _W:
-                from assistant.listen import PocketSphinxRecognizer
+                from assistant.speech_in.recognizers import PocketSphinxRecognizer
 
                 opts = {} if fix == "nonoise" else {
                     k: _num(v) for k, v in (kv.split("~") for kv in fix[4:].split("/"))}
@@ -186,7 +186,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS / "preroll-experiment.json")
     a = parser.parse_args()
-    from assistant.intents import IntentSet
+    from assistant.conversation.intents import IntentSet
 
     intent_set = IntentSet.load(ROOT / "prompts" / "intents.yaml")
     snrs = [float(s) for s in a.snrs.split(",") if s != "clean"]

@@ -37,7 +37,7 @@ BESTPATH = (
     'PocketSphinx builds a word lattice for the best-path rescoring in `decoder.hyp()` (default '
     'bestpath=yes); with the garbage loop on noisy audio that lattice is huge — measured 15 s inside '
     'hyp() for a 2 s utterance at 6 dB, holding the GIL. Decoder(bestpath=False) (one entry in '
-    'assistant/listen.py DECODER_OPTIONS) measured RTF 0.044 instead of 0.45 with the same accuracy on a '
+    'speech_in/recognizers.py DECODER_OPTIONS) measured RTF 0.044 instead of 0.45 with the same accuracy on a '
     '162-utterance slice (clean 55.6% vs 53.7%, 12 dB 9.3% vs 13.0%, n=54 each); the posterior it gives '
     'up is ~1.0 for every PocketSphinx result anyway (docs/speech-in.md)'
 )
@@ -112,7 +112,7 @@ def gaps(results: dict[str, Any]) -> list[str]:
                    "cost. The rest: ignore utterances much longer than any command, and Vosk, "
                    "whose [unk] word marks out-of-grammar speech")
         elif "latency" in name:
-            fix = ("shorten the endpointer hangover (assistant/vad.py VadSettings.hangover, 0.4 s) where the "
+            fix = ("shorten the endpointer hangover (assistant/speech_in/vad.py VadSettings.hangover, 0.4 s) where the "
                    "grammar allows an early decision, and decode incrementally so only the last frames remain "
                    "at end of speech")
         elif "real-time factor" in name:
@@ -145,7 +145,7 @@ def accuracy_advice(results: dict[str, Any], cond: str) -> str:
                    "with espeak-ng's formant voices. " if voices[best] - voices[worst] > 0.3 and "joe" in best
                    else ". ")
     return (spread + "Experiments on a small slice of this set (bench run with patched settings, not committed): "
-            "the garbage-word weight (assistant/grammar.py GARBAGE_WEIGHT 0.5 → 0.005) changes nothing; "
+            "the garbage-word weight (assistant/speech_in/grammar.py GARBAGE_WEIGHT 0.5 → 0.005) changes nothing; "
             "removing the garbage loop raises clean accuracy ~10 points and 12 dB ~13 points but multiplies "
             "false triggers ~40×; a spectral-subtraction front-end (noise estimated from the pre-roll) adds ~7 "
             "points at 12 dB and nothing at 6 dB. So the embedded engine cannot reach these targets by tuning. "

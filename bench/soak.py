@@ -3,10 +3,10 @@
     python -m bench.soak --hours 8 --min-wall-minutes 20     # the committed run
     python -m bench.soak --hours 1                            # about a minute, as in CI
 
-The real live-loop machinery runs on a :class:`~assistant.timers.FakeClock` (virtual
-time): :class:`~assistant.live.LiveLoop` with its recognizer thread (PocketSphinx),
-a :class:`~assistant.audio.Microphone` whose stream is a simulated source fed one
-20 ms block per 20 virtual ms, the endpointer, :class:`~assistant.loop.TurnTaking`,
+The real live-loop machinery runs on a :class:`~assistant.conversation.timers.FakeClock` (virtual
+time): :class:`~assistant.runners.live.LiveLoop` with its recognizer thread (PocketSphinx),
+a :class:`~assistant.speech_in.audio.Microphone` whose stream is a simulated source fed one
+20 ms block per 20 virtual ms, the endpointer, :class:`~assistant.runners.turn_taking.TurnTaking`,
 the real coach and prompts, the real diary (SQLite in a temporary directory), the
 event log to a file and the real cached pyttsx3/espeak-ng voice rendering every line
 (the speaker keeps only the last line's audio and is busy for its duration).
@@ -24,7 +24,7 @@ threads, open file descriptors, diary rows. Verdict (:func:`judge`): after the w
 RSS less the voice cache (an LRU bounded by design, which takes hours to fill) grows
 by at most a few MB with a slope near zero, threads and fds stay constant, every
 episode is in the diary and closed, every countdown cue is said on its schedule. The
-process fixes glibc's mmap threshold as ``cramp-coach`` does (:mod:`assistant.memory`;
+process fixes glibc's mmap threshold as ``cramp-coach`` does (:mod:`assistant.runners.memory`;
 ``--glibc-default`` leaves it dynamic and shows the heap creep that avoids).
 Writes ``bench/results/soak.json`` and ``soak.md``; exits 1 when the verdict fails.
 ``--min-wall-minutes`` paces the run so that the virtual hours take at least that long
@@ -109,7 +109,7 @@ class SoakSettings:
     tracemalloc: bool = False
     """Also trace Python allocations (slow; for hunting a leak)."""
     fixed_mmap_threshold: bool = True
-    """As ``cramp-coach`` does (:mod:`assistant.memory`); False shows glibc's default creep."""
+    """As ``cramp-coach`` does (:mod:`assistant.runners.memory`); False shows glibc's default creep."""
 
 
 @dataclass(frozen=True)
@@ -242,7 +242,7 @@ class VirtualSpeaker:
     """
 
     def __init__(self, renderer: Any, clock: Any) -> None:
-        from assistant.echo import FRAME, PlaybackHistory
+        from assistant.speech_in.echo import FRAME, PlaybackHistory
 
         self.renderer = renderer
         self.clock = clock
@@ -254,7 +254,7 @@ class VirtualSpeaker:
         self.lines = 0
 
     def say(self, text: str) -> float:
-        from assistant.speak import resample
+        from assistant.speech_out.speak import resample
 
         rendered = self.renderer.render(text)
         samples = resample(rendered.samples, rendered.rate, RATE)
@@ -286,7 +286,7 @@ class VirtualSpeaker:
 def kitchen_loop(level_dbfs: float, seed: int, seconds: float = 120.0) -> np.ndarray:
     """Background that loops: a running tap, then a fan, with a few seconds of clatter
     (cutlery, pans) once per loop; RMS ``level_dbfs``, float32, whole blocks."""
-    from assistant.speechgen import kitchen_noise
+    from assistant.testing.speechgen import kitchen_noise
 
     rng = np.random.default_rng(seed)
     half = int(RATE * seconds / 2) // BLOCK * BLOCK
@@ -347,7 +347,7 @@ class CountingLog:
     """The event log (to a file) plus counters and the countdown cue check."""
 
     def __init__(self, path: Path, clock: Any) -> None:
-        from assistant.runtime import EventLog
+        from assistant.runners.session import EventLog
 
         self.log = EventLog(path, clock)
         self.clock = clock
@@ -361,7 +361,7 @@ class CountingLog:
         self.episodes_started = 0
 
     def write(self, item: Any, t: float | None = None) -> None:
-        from assistant.events import Heard, Record
+        from assistant.conversation.events import Heard, Record
 
         self.log.write(item, t)
         if isinstance(item, dict):
@@ -632,7 +632,7 @@ def everyday_sentences() -> list[str]:
 
 def check_phrases(intent_set: Any) -> None:
     """Every scripted phrase means what the person intends in its context."""
-    from assistant.dialog import CONTEXTS
+    from assistant.conversation.dialog import CONTEXTS
 
     for purpose, (context, texts) in PHRASES.items():
         want = INTENT_OF.get(purpose, purpose)
@@ -645,19 +645,19 @@ def check_phrases(intent_set: Any) -> None:
 def run(settings: SoakSettings, workdir: Path, progress: Callable[[str], None] | None = None,
         limits: Limits = Limits()) -> dict[str, Any]:
     """The whole soak; returns the result (samples, counts, verdict)."""
-    from assistant.audio import Microphone
     from assistant.config import load_config
-    from assistant.dialog import Coach, Settings
-    from assistant.diary import Diary, diary_files
-    from assistant.fakes import FlakySource
-    from assistant.listen import create_recognizer
-    from assistant.live import LiveLoop
-    from assistant.loop import TurnTaking
-    from assistant.prompts import Cue, load_content
-    from assistant.runtime import Session
-    from assistant.speak import create_renderer
-    from assistant.timers import FakeClock
-    from assistant.vad import Endpointer
+    from assistant.conversation.content import Cue, load_content
+    from assistant.conversation.dialog import Coach, Settings
+    from assistant.conversation.timers import FakeClock
+    from assistant.diary.store import Diary, diary_files
+    from assistant.runners.live import LiveLoop
+    from assistant.runners.session import Session
+    from assistant.runners.turn_taking import TurnTaking
+    from assistant.speech_in.audio import Microphone
+    from assistant.speech_in.recognizers import create_recognizer
+    from assistant.speech_in.vad import Endpointer
+    from assistant.speech_out.speak import create_renderer
+    from assistant.testing.fakes import FlakySource
 
     say = progress or (lambda _msg: None)
     snapshot: Any = None
@@ -669,7 +669,7 @@ def run(settings: SoakSettings, workdir: Path, progress: Callable[[str], None] |
     warnings = WarningCounter()
     logging.getLogger("assistant").addHandler(warnings)
     if settings.fixed_mmap_threshold:
-        from assistant.memory import return_big_buffers_to_the_system
+        from assistant.runners.memory import return_big_buffers_to_the_system
 
         return_big_buffers_to_the_system()  # as run_live does
     wall0 = time.monotonic()
@@ -969,7 +969,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--tracemalloc", action="store_true", help="trace Python allocations too (slow)")
     parser.add_argument("--glibc-default", action="store_true",
-                        help="leave glibc's mmap threshold dynamic (shows the heap creep assistant.memory avoids)")
+                        help="leave glibc mmap threshold dynamic (shows the heap creep runners.memory avoids)")
     parser.add_argument("--out", type=Path, default=RESULTS / "soak.json", help="JSON result (a .md goes beside it)")
     parser.add_argument("--keep", type=Path, help="keep the diary and event log in this directory")
     args = parser.parse_args(argv)

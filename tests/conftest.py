@@ -145,4 +145,4 @@ def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
 
 def cramp_coach_cmd() -> list[str]:
     """Run the CLI of this checkout with this interpreter."""
-    return [sys.executable, "-m", "assistant.cli"]
+    return [sys.executable, "-m", "assistant.commands.cli"]

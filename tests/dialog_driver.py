@@ -6,10 +6,10 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from assistant.dialog import Coach, Settings
-from assistant.events import Action, EndSession, Heard, Record, Say, Silence, Tick
-from assistant.prompts import Content, load_content
-from assistant.timers import FakeClock
+from assistant.conversation.content import Content, load_content
+from assistant.conversation.dialog import Coach, Settings
+from assistant.conversation.events import Action, EndSession, Heard, Record, Say, Silence, Tick
+from assistant.conversation.timers import FakeClock
 
 _CONTENT: Content | None = None
 

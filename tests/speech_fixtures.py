@@ -1,6 +1,6 @@
 """Fixtures for the speech-in tests: the generated test speech and the shared intent set.
 
-Audio is rendered once by :mod:`assistant.speechgen` into ``tests/.audio-cache`` (git
+Audio is rendered once by :mod:`assistant.testing.speechgen` into ``tests/.audio-cache`` (git
 ignored) and reused across runs; only missing files are synthesized.
 """
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.intents import IntentSet
-from assistant.speechgen import Case, generate
+from assistant.conversation.intents import IntentSet
+from assistant.testing.speechgen import Case, generate
 
 ROOT = Path(__file__).resolve().parents[1]
 AUDIO_CACHE = ROOT / "tests" / ".audio-cache"

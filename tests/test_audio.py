@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from assistant.audio import Microphone, open_microphone, parse_device, sounddevice_factory
 from assistant.errors import UserFacingError
-from assistant.fakes import FlakySource
+from assistant.speech_in.audio import Microphone, open_microphone, parse_device, sounddevice_factory
+from assistant.testing.fakes import FlakySource
 
 
 class Clock:

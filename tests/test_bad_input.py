@@ -40,10 +40,10 @@ import numpy as np
 import pytest
 from conftest import cramp_coach_cmd, write_wav
 
-from assistant.diary import BUSY_TIMEOUT_MS, Diary, pending_path, read_pending
-from assistant.diary_keeper import DiaryKeeper
-from assistant.events import Record
-from assistant.prompts import load_content
+from assistant.conversation.content import load_content
+from assistant.conversation.events import Record
+from assistant.diary.keeper import DiaryKeeper
+from assistant.diary.store import BUSY_TIMEOUT_MS, Diary, pending_path, read_pending
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ROOT / "prompts"
@@ -330,7 +330,7 @@ def _cases() -> list[Case]:
             if via == "recognize":
                 return ["recognize", "--engine", "pocketsphinx", "--intents", str(prompts / file),
                         str(speech_wav(tmp))], {}
-            return ["--text", "--time-scale", "50"], {"CRAMP_COACH_PROMPTS": str(prompts)}
+            return ["--text", "--time-scale", "50"], {"CRAMP_COACH_PROMPTS_DIR": str(prompts)}
         return setup
 
     def garbage(p: Path) -> None:
@@ -762,7 +762,7 @@ def test_read_only_diary_all_session_goes_to_the_pending_file_and_the_next_run_a
 
 
 def test_pending_import_is_idempotent_and_a_torn_line_is_kept_aside(tmp_path: Path) -> None:
-    from assistant.diary import save_pending
+    from assistant.diary.store import save_pending
 
     diary = tmp_path / "diary.sqlite3"
     at = datetime(2024, 6, 1, 7, 0, tzinfo=UTC)

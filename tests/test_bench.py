@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from assistant import speechgen
-from assistant.dialog import CONTEXTS
-from assistant.intents import PUBLIC_INTENTS, IntentSet
+from assistant.conversation.dialog import CONTEXTS
+from assistant.conversation.intents import PUBLIC_INTENTS, IntentSet
+from assistant.testing import speechgen
 
 ROOT = Path(__file__).resolve().parents[1]
 

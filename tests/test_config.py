@@ -151,7 +151,7 @@ def test_every_key_documented() -> None:
 def test_config_command_shows_values_and_sources(tmp_path: Path) -> None:
     path = _write(tmp_path, "[voice]\nrate = 130\n")
     env = dict(os.environ, CRAMP_COACH_CONFIG=str(path), CRAMP_COACH_VOLUME="0.25")
-    out = subprocess.run([sys.executable, "-m", "assistant.cli", "--engine", "pocketsphinx", "config"],
+    out = subprocess.run([sys.executable, "-m", "assistant.commands.cli", "--engine", "pocketsphinx", "config"],
                          env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     lines = {line.split("=")[0].strip(): line for line in out.stdout.splitlines()}
@@ -161,7 +161,7 @@ def test_config_command_shows_values_and_sources(tmp_path: Path) -> None:
     assert "from default" in lines["voice.name"]
 
     path.write_text("[voice]\nrate = 1000\n")
-    bad = subprocess.run([sys.executable, "-m", "assistant.cli", "config"], env=env,
+    bad = subprocess.run([sys.executable, "-m", "assistant.commands.cli", "config"], env=env,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert f"{path}:2: bad value 1000 for voice.rate: allowed range 80 to 450" in bad.stderr
@@ -170,7 +170,7 @@ def test_config_command_shows_values_and_sources(tmp_path: Path) -> None:
 def test_bad_config_stops_the_coach_at_start_up(tmp_path: Path) -> None:
     path = _write(tmp_path, '[speech]\nengine = "whisper"\n')
     env = dict(os.environ, CRAMP_COACH_CONFIG=str(path))
-    result = subprocess.run([sys.executable, "-m", "assistant.cli", "--text"], env=env, input="",
+    result = subprocess.run([sys.executable, "-m", "assistant.commands.cli", "--text"], env=env, input="",
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{path}:2: bad value 'whisper' for speech.engine: allowed: auto, vosk, pocketsphinx" in result.stderr

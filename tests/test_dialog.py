@@ -7,8 +7,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from dialog_driver import Driver, MemoryDiary, content, said_keys
 
-from assistant.dialog import CONTEXTS, GLOBAL_INTENTS, RELIEF_LIMIT_S
-from assistant.events import DeviceBack, DeviceLost, Listen, Record, Say, Shutdown, SpeechTiming, StopSpeaking
+from assistant.conversation.dialog import CONTEXTS, GLOBAL_INTENTS, RELIEF_LIMIT_S
+from assistant.conversation.events import (
+    DeviceBack,
+    DeviceLost,
+    Listen,
+    Record,
+    Say,
+    Shutdown,
+    SpeechTiming,
+    StopSpeaking,
+)
 
 
 def start_cramp(d: Driver, **slots: str) -> None:

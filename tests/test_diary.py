@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from assistant.diary import Diary, DiaryView, summarize
+from assistant.conversation.events import Record
+from assistant.diary.store import Diary, DiaryView, summarize
 from assistant.errors import UserFacingError
-from assistant.events import Record
 
 T0 = datetime(2024, 3, 4, 9, 30, tzinfo=UTC)  # a Monday
 
@@ -128,8 +128,8 @@ def test_summary_counts(tmp_path: Path) -> None:
 _KILLED_WRITER = r"""
 import os, sys
 from datetime import datetime, timezone
-from assistant.diary import Diary
-from assistant.events import Record
+from assistant.diary.store import Diary
+from assistant.conversation.events import Record
 diary = Diary(sys.argv[1])
 t = datetime(2024, 3, 4, 9, 30, tzinfo=timezone.utc)
 diary.record(Record("episode_start", {"side": "left", "location": "arch"}), t)
@@ -172,7 +172,7 @@ def test_corrupt_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def _cli(*args: str, env_diary: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, CRAMP_COACH_DIARY_PATH=str(env_diary), CRAMP_COACH_CONFIG=str(env_diary) + ".toml")
-    return subprocess.run([sys.executable, "-m", "assistant.cli", "diary", *args], env=env, text=True,
+    return subprocess.run([sys.executable, "-m", "assistant.commands.cli", "diary", *args], env=env, text=True,
                           capture_output=True, input=stdin, timeout=60)
 
 
@@ -244,7 +244,7 @@ def test_forget_asks_on_a_terminal(tmp_path: Path) -> None:
     def run_on_tty(answer: bytes) -> tuple[int, str]:
         main, sub = pty.openpty()
         env = dict(os.environ, CRAMP_COACH_DIARY_PATH=str(path))
-        proc = subprocess.Popen([sys.executable, "-m", "assistant.cli", "diary", "--forget"],
+        proc = subprocess.Popen([sys.executable, "-m", "assistant.commands.cli", "diary", "--forget"],
                                 stdin=sub, stdout=sub, stderr=sub, env=env)
         os.close(sub)
         output = b""
@@ -269,7 +269,7 @@ def test_forget_asks_on_a_terminal(tmp_path: Path) -> None:
 
 def test_writes_after_forget_start_a_new_diary(tmp_path: Path) -> None:
     """A running coach whose diary was forgotten keeps recording into a fresh file."""
-    from assistant.diary import forget
+    from assistant.diary.store import forget
 
     path = tmp_path / "diary.sqlite3"
     with Diary(path) as diary:

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.dialog import PATTERN_WEEKLY_COUNT, Coach
-from assistant.diary import Diary
-from assistant.events import Action, Event, Heard, Record, Say
-from assistant.intents import IntentSet
+from assistant.conversation.content import load_content
+from assistant.conversation.dialog import PATTERN_WEEKLY_COUNT, Coach
+from assistant.conversation.events import Action, Event, Heard, Record, Say
+from assistant.conversation.intents import IntentSet
+from assistant.conversation.timers import FakeClock
+from assistant.diary.store import Diary
 from assistant.paths import prompts_dir
-from assistant.prompts import load_content
-from assistant.timers import FakeClock
 
 MONDAY = datetime(2024, 3, 4, 8, 0, tzinfo=UTC)
 
@@ -102,7 +102,7 @@ def test_pattern_counts_survive_a_restart(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def recognizer():  # type: ignore[no-untyped-def]
-    from assistant.listen import PocketSphinxRecognizer
+    from assistant.speech_in.recognizers import PocketSphinxRecognizer
 
     intent_set = IntentSet.load(prompts_dir() / "intents.yaml")
     return intent_set, PocketSphinxRecognizer(intent_set)
@@ -113,8 +113,8 @@ def _spoken(text: str, seed: int) -> bytes:
 
     (Recognition accuracy in kitchen noise is measured by the recognizer's own tests and
     benchmark; here the point is the diary answer, end to end.)"""
-    from assistant.listen import dither
-    from assistant.speechgen import VOICES, pad, synthesize
+    from assistant.speech_in.recognizers import dither
+    from assistant.testing.speechgen import VOICES, pad, synthesize
 
     rng = np.random.default_rng(seed)
     return dither(pad(synthesize(text, VOICES["joe"]), rng).tobytes(), rng)
@@ -122,8 +122,8 @@ def _spoken(text: str, seed: int) -> bytes:
 
 def test_weekly_count_by_voice(tmp_path: Path, recognizer) -> None:  # type: ignore[no-untyped-def]
     """'How many cramps have I had this week?' — spoken, recognized, answered from the diary."""
-    from assistant.dialog import CONTEXTS
-    from assistant.listen import recognize_pcm
+    from assistant.conversation.dialog import CONTEXTS
+    from assistant.speech_in.recognizers import recognize_pcm
 
     intent_set, engine = recognizer
     kitchen = Kitchen(tmp_path / "diary.sqlite3")

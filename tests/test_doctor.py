@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.doctor import FAIL, check_espeak, level_dbfs, tone
+from assistant.commands.doctor import FAIL, check_espeak, level_dbfs, tone
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,7 +51,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 
 def doctor(*args: str, env: dict[str, str], before: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "assistant.cli", *before, "doctor", *args],
+    return subprocess.run([sys.executable, "-m", "assistant.commands.cli", *before, "doctor", *args],
                           env=dict(os.environ, **env), capture_output=True, text=True, timeout=300)
 
 
@@ -129,7 +129,7 @@ def test_doctor_missing_devices_fail(devices: dict[str, str], home: dict[str, st
 
 def test_doctor_failures_have_fixes(home: dict[str, str], tmp_path: Path) -> None:
     diary = tmp_path / "data" / "diary.sqlite3"
-    from assistant.diary import Diary
+    from assistant.diary.store import Diary
 
     Diary(diary).close()
     diary.chmod(0o644)

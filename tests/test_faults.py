@@ -31,16 +31,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from assistant.audio import Microphone
 from assistant.config import load_config
-from assistant.events import Heard
-from assistant.fakes import FlakySource
-from assistant.listen import Transcript, create_recognizer
-from assistant.live import RECOGNIZER_HANG_SECONDS, RECOGNIZER_RETRIES, LiveLoop
-from assistant.loop import TurnTaking
-from assistant.prompts import Cue
-from assistant.runtime import EventLog, open_session
-from assistant.speak import (
+from assistant.conversation.content import Cue
+from assistant.conversation.events import Heard
+from assistant.conversation.timers import FakeClock, Hold
+from assistant.runners.live import RECOGNIZER_HANG_SECONDS, RECOGNIZER_RETRIES, LiveLoop
+from assistant.runners.session import EventLog, open_session
+from assistant.runners.turn_taking import TurnTaking
+from assistant.speech_in.audio import Microphone
+from assistant.speech_in.recognizers import Transcript, create_recognizer
+from assistant.speech_in.vad import Endpointer
+from assistant.speech_out.speak import (
     CachedRenderer,
     EspeakRenderer,
     FallbackRenderer,
@@ -51,8 +52,7 @@ from assistant.speak import (
     create_renderer,
     piper_available,
 )
-from assistant.timers import FakeClock, Hold
-from assistant.vad import Endpointer
+from assistant.testing.fakes import FlakySource
 
 BLOCK = 320
 """Samples per microphone block (20 ms at 16 kHz): the loop's time step."""
@@ -70,7 +70,7 @@ def voice() -> CachedRenderer:
 
 @pytest.fixture(scope="module")
 def recognizer() -> Any:
-    from assistant.prompts import load_content
+    from assistant.conversation.content import load_content
 
     return create_recognizer(load_content().intents, "pocketsphinx")
 
@@ -78,7 +78,7 @@ def recognizer() -> Any:
 @pytest.fixture(scope="module")
 def speech() -> dict[str, np.ndarray]:
     """Real user speech (the bundled Piper voice), 16 kHz int16."""
-    from assistant.speechgen import VOICES, synthesize
+    from assistant.testing.speechgen import VOICES, synthesize
 
     texts = {"cramp": "my foot is cramping", "better": "better", "still": "still cramping"}
     return {k: synthesize(t, VOICES["joe"]) for k, t in texts.items()}
@@ -102,7 +102,7 @@ class ClockDevice:
     Lines play one after another for their real rendered length. Opening or playing
     raises while the plug is ``gone``; while it is stalled nothing is taken from the
     queue and, after a second without callbacks, it reports ``stalled`` like
-    :class:`~assistant.speak.DeviceSpeaker`.
+    :class:`~assistant.speech_out.speak.DeviceSpeaker`.
     """
 
     def __init__(self, clock: FakeClock, plug: Plug) -> None:

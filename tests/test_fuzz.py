@@ -34,11 +34,11 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from assistant.datafile import DataFileError
-from assistant.intents import IntentSet, normalize
-from assistant.listen import DEFAULT_FLOOR, Transcript, understand
+from assistant.conversation.content import PROMPT_FILES, Content, load_content
+from assistant.conversation.datafile import DataFileError
+from assistant.conversation.intents import IntentSet, normalize
 from assistant.paths import prompts_dir
-from assistant.prompts import PROMPT_FILES, Content, load_content
+from assistant.speech_in.recognizers import DEFAULT_FLOOR, Transcript, understand
 
 PROFILES = {
     "ci": settings(max_examples=150, deadline=2000, derandomize=True, database=None, print_blob=True,

@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 from speech_fixtures import AUDIO_CACHE, intent_set, speech_cases  # noqa: F401
 
-from assistant.grammar import compile_jsgf, phrases
-from assistant.intents import PUBLIC_INTENTS, IntentSet
-from assistant.listen import (
+from assistant.conversation.intents import PUBLIC_INTENTS, IntentSet
+from assistant.speech_in.grammar import compile_jsgf, phrases
+from assistant.speech_in.recognizers import (
     PocketSphinxRecognizer,
     Transcript,
     create_recognizer,
     recognize_pcm,
     understand,
 )
-from assistant.speechgen import CONTEXTS, VOICES, Case, kitchen_noise, synthesize
-from assistant.vad import Endpointer, VadSettings
-from assistant.wavio import read_wav
+from assistant.speech_in.vad import Endpointer, VadSettings
+from assistant.speech_in.wav import read_wav
+from assistant.testing.speechgen import CONTEXTS, VOICES, Case, kitchen_noise, synthesize
 
 
 @pytest.fixture(scope="module")

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
-from assistant.audio import Microphone
 from assistant.config import load_config
-from assistant.events import Heard
-from assistant.fakes import FlakySource
-from assistant.live import LiveLoop
-from assistant.loop import TurnTaking, is_echo, words_around
-from assistant.runtime import EventLog, open_session
-from assistant.speak import TextSpeaker
-from assistant.timers import FakeClock
-from assistant.vad import Endpointer
+from assistant.conversation.events import Heard
+from assistant.conversation.timers import FakeClock
+from assistant.runners.live import LiveLoop
+from assistant.runners.session import EventLog, open_session
+from assistant.runners.turn_taking import TurnTaking, is_echo, words_around
+from assistant.speech_in.audio import Microphone
+from assistant.speech_in.vad import Endpointer
+from assistant.speech_out.speak import TextSpeaker
+from assistant.testing.fakes import FlakySource
 
 
 def test_echo_gate_looks_at_the_words_being_said_then() -> None:

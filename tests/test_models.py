@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant import models
 from assistant.errors import UserFacingError
+from assistant.speech_in import models
 
 
 def fake_model_zip(path: Path, top: str = "vosk-model-fake-0.1", valid: bool = True) -> Path:
@@ -40,7 +40,7 @@ def leftovers(root: Path) -> list[str]:
 
 
 def cli(*args: str, models_dir: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "assistant.cli", "models", "--dir", str(models_dir), *args],
+    return subprocess.run([sys.executable, "-m", "assistant.commands.cli", "models", "--dir", str(models_dir), *args],
                           capture_output=True, text=True, timeout=60)
 
 

@@ -71,7 +71,7 @@ def _hook(event, args):
 sys.addaudithook(_hook)
 _log.write(json.dumps({"event": "start", "pid": os.getpid()}) + "\n")
 sys.argv = ["cramp-coach", *sys.argv[1:]]
-from assistant.cli import main
+from assistant.commands.cli import main
 sys.exit(main())
 """
 
@@ -194,7 +194,7 @@ def test_the_os_view_sees_an_inet_socket(tmp_path: Path) -> None:
 def test_the_audit_hook_sees_a_connection(tmp_path: Path) -> None:
     """The control: the wrapper's hook logs an inet connect and a network import."""
     audit = tmp_path / "audit.jsonl"
-    code = AUDIT_WRAPPER.replace("from assistant.cli import main\nsys.exit(main())",
+    code = AUDIT_WRAPPER.replace("from assistant.commands.cli import main\nsys.exit(main())",
                                  "import urllib.request\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
                                  "u.connect(('127.0.0.1', 9))\n")
     subprocess.run([sys.executable, "-c", code], env=home_env(tmp_path, audit), check=True, timeout=60)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from assistant.datafile import DataFileError
-from assistant.intents import PUBLIC_INTENTS
+from assistant.conversation.content import LINE_FIELDS, PROMPT_FILES, Phrases, Picker, load_content
+from assistant.conversation.datafile import DataFileError
+from assistant.conversation.intents import PUBLIC_INTENTS
 from assistant.paths import prompts_dir
-from assistant.prompts import LINE_FIELDS, PROMPT_FILES, Phrases, Picker, load_content
 
 PROMPTS = prompts_dir()
 
@@ -98,9 +98,9 @@ def test_broken_file_names_file_and_line(tmp_path: Path, name, old, new, needle,
 
 def test_cli_reports_broken_prompts_in_one_line(tmp_path: Path) -> None:
     directory = _broken(tmp_path, "lines.yaml", 'no_timer: "', 'no_timer: "{minutes} ')
-    env = dict(os.environ, CRAMP_COACH_PROMPTS=str(directory), CRAMP_COACH_DATA=str(tmp_path / "data"),
+    env = dict(os.environ, CRAMP_COACH_PROMPTS_DIR=str(directory), CRAMP_COACH_DATA=str(tmp_path / "data"),
                CRAMP_COACH_CONFIG_DIR=str(tmp_path / "cfg"))
-    proc = subprocess.run([sys.executable, "-m", "assistant.cli", "--text"], input="", capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "assistant.commands.cli", "--text"], input="", capture_output=True,
                           text=True, env=env, timeout=60)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

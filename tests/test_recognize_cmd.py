@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from speech_fixtures import AUDIO_CACHE, intent_set, speech_cases  # noqa: F401
 
-from assistant.speechgen import VOICES, pad, synthesize
-from assistant.wavio import write_wav
+from assistant.speech_in.wav import write_wav
+from assistant.testing.speechgen import VOICES, pad, synthesize
 
 
 def recognize(*args: str, models: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CRAMP_COACH_MODELS": str(models)}  # no Vosk model: the embedded engine
-    return subprocess.run([sys.executable, "-m", "assistant.cli", "recognize", "--json", *args],
+    return subprocess.run([sys.executable, "-m", "assistant.commands.cli", "recognize", "--json", *args],
                           capture_output=True, text=True, timeout=120, env=env)
 
 

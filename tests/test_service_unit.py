@@ -51,7 +51,7 @@ def test_unit_starts_the_live_coach_on_boot() -> None:
     argv = unit["Service"]["ExecStart"].split()
     assert argv[0] == "%h/cramp-coach/.venv/bin/cramp-coach"
     # The arguments are accepted by the real command line (live mode, no subcommand).
-    from assistant.cli import build_parser
+    from assistant.commands.cli import build_parser
 
     args = build_parser(argv[1:]).parse_args(argv[1:])
     assert args.command is None and not args.text

@@ -16,8 +16,8 @@ from conftest import Pulse
 from test_live_e2e import Coach, turns  # noqa: F401 - the module-scoped fixture is used below
 from test_textmode import TextSession
 
-from assistant.diary import Diary, Episode
-from assistant.prompts import load_content
+from assistant.conversation.content import load_content
+from assistant.diary.store import Diary, Episode
 
 PARTING = load_content().lines["session.shutdown"].options[0]
 

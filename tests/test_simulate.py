@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from user_turns import make_turns
 
-from assistant.cli import main
+from assistant.commands.cli import main
 from assistant.errors import UserFacingError
-from assistant.simulate import parse_turns
+from assistant.runners.simulate import parse_turns
 
 
 @pytest.fixture(scope="module")

@@ -114,6 +114,6 @@ def test_an_hour_of_use_in_virtual_time(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 def test_the_mmap_threshold_can_be_fixed() -> None:
-    from assistant.memory import return_big_buffers_to_the_system
+    from assistant.runners.memory import return_big_buffers_to_the_system
 
     assert return_big_buffers_to_the_system()

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from assistant.speak import (
+from assistant.speech_out.speak import (
     CachedRenderer,
     DeviceSpeaker,
     EspeakRenderer,
@@ -55,7 +55,7 @@ def test_a_whole_line_passes_and_one_cut_short_is_caught(renderer: CachedRendere
 def test_a_line_pyttsx3_cut_short_is_rendered_again(monkeypatch: pytest.MonkeyPatch,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     """The pyttsx3 race that saved 4.4 of a 7.5 s line once in CI, injected."""
-    caplog.set_level(logging.INFO, logger="assistant.speak")
+    caplog.set_level(logging.INFO, logger="assistant.speech_out.speak")
     espeak = EspeakRenderer(VoiceSettings(rate=165))
     real = espeak._render_once
     cuts = iter([True])
@@ -79,7 +79,7 @@ def test_rate_setting_changes_speed() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; from assistant.speak import EspeakRenderer, VoiceSettings; "
+    code = ("import sys; from assistant.speech_out.speak import EspeakRenderer, VoiceSettings; "
             f"print(EspeakRenderer(VoiceSettings(voice='en-us', rate=int(sys.argv[1]))).render({LINE!r}).duration)")
     slow, fast = (float(subprocess.run([sys.executable, "-c", code, str(rate)], capture_output=True, text=True,
                                        check=True).stdout.split()[-1]) for rate in (120, 240))

@@ -18,7 +18,7 @@ class TextSession:
                    CRAMP_COACH_CONFIG_DIR=str(tmp_path / "cfg"), PYTHONUNBUFFERED="1")
         self.log_path = tmp_path / "events.jsonl"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "assistant.cli", "--text", "--time-scale", "20", "--seed", "4",
+            [sys.executable, "-m", "assistant.commands.cli", "--text", "--time-scale", "20", "--seed", "4",
              "--log-events", str(self.log_path), *extra],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from assistant.speechgen import VOICES, kitchen_noise, synthesize
-from assistant.vad import FRAME_SECONDS, Endpointer
+from assistant.speech_in.vad import FRAME_SECONDS, Endpointer
+from assistant.testing.speechgen import VOICES, kitchen_noise, synthesize
 
 RATE = 16000
 

@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 from speech_fixtures import AUDIO_CACHE, intent_set, speech_cases  # noqa: F401
 
+from assistant.conversation.intents import IntentSet
 from assistant.errors import UserFacingError
-from assistant.intents import IntentSet
-from assistant.listen import (
+from assistant.speech_in.models import find_model
+from assistant.speech_in.recognizers import (
     Transcript,
     VoskRecognizer,
     create_recognizer,
@@ -26,9 +27,8 @@ from assistant.listen import (
     recognize_pcm,
     understand,
 )
-from assistant.models import find_model
-from assistant.speechgen import CONTEXTS
-from assistant.wavio import read_wav
+from assistant.speech_in.wav import read_wav
+from assistant.testing.speechgen import CONTEXTS
 
 
 @pytest.fixture(scope="session")

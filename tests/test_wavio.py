@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from assistant.errors import UserFacingError
-from assistant.wavio import read_wav, write_wav
+from assistant.speech_in.wav import read_wav, write_wav
 
 
 def sine(rate: int, freq: float = 440.0, seconds: float = 0.5) -> np.ndarray:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from assistant.speechgen import VOICES, synthesize
-from assistant.wavio import write_wav
+from assistant.speech_in.wav import write_wav
+from assistant.testing.speechgen import VOICES, synthesize
 
 PHRASES = {
     "foot": "my foot is cramping",

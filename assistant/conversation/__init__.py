@@ -1,0 +1,1 @@
+"""The conversation: events, the pure dialog core, timers, prompts content, intents."""

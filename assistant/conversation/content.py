@@ -1,0 +1,315 @@
+"""Everything the coach says, loaded from ``prompts/`` and checked before it is needed.
+
+A mistake in a prompts file must stop the coach at start-up with ``file:line: what is
+wrong`` — never surface mid-cramp as a traceback. So every line the code uses is
+declared here (:data:`LINE_FIELDS`, with the placeholders it may use) and checked
+against the files, and unknown keys are reported as likely typos.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from assistant.conversation.datafile import DataFileError, LineDict, line_of, load_yaml
+from assistant.conversation.intents import IntentSet
+from assistant.paths import prompts_dir
+
+PROMPT_FILES = ("intents.yaml", "lines.yaml", "advice.yaml", "routines.yaml", "causes.yaml")
+
+# Every line the dialog uses, with the placeholders it may contain.
+LINE_FIELDS: dict[str, frozenset[str]] = {
+    key: frozenset(fields.split()) for key, fields in {
+        "words.foot_unknown": "", "words.foot_side": "side", "words.and": "",
+        "relief.start": "", "relief.disclaimer": "", "relief.checkin": "",
+        "relief.checkin_short": "", "relief.checkin_shortest": "", "relief.keep_holding": "",
+        "relief.next_routine": "name", "relief.eased": "",
+        "relief.aftercare": "", "relief.keep_guiding": "", "relief.exhausted": "",
+        "relief.previous_routine": "name", "relief.no_previous": "",
+        "causes.offer": "", "causes.offer_short": "", "causes.offer_shortest": "", "causes.declined": "",
+        "causes.answer_options": "", "causes.skipped": "", "causes.first_question": "",
+        "summary.contributors": "causes", "summary.none": "", "summary.tips_intro": "",
+        "closing": "", "session.shutdown": "",
+        "device.mic_lost": "", "device.mic_lost_idle": "", "device.mic_back": "", "device.speaker_back": "",
+        "advice.see_professional": "", "advice.pattern": "count", "advice.long_cramp": "minutes",
+        "commands.stopped": "", "commands.stopped_idle_hint": "", "commands.paused": "",
+        "commands.paused_hold": "seconds", "commands.resumed": "", "commands.time_left": "seconds",
+        "commands.no_timer": "", "commands.start_over": "", "commands.nothing_to_repeat": "",
+        "commands.not_understood": "",
+        "help.idle": "", "help.hold": "", "help.checkin": "", "help.question": "", "help.paused": "",
+        "diary.count_week_zero": "", "diary.count_week_one": "", "diary.count_week": "count",
+        "diary.count_month_zero": "", "diary.count_month_one": "", "diary.count_month": "count",
+        "diary.last_none": "", "diary.last_today": "time", "diary.last_yesterday": "time",
+        "diary.last_days": "days", "diary.unavailable": "",
+        "red_flag": "reason",
+    }.items()
+}
+RED_FLAG_REASONS_USED = ("worse", "too_long", "not_easing")
+LOCATIONS = ("default", "toes", "arch", "heel", "foot", "calf")
+
+
+@dataclass(frozen=True)
+class Phrases:
+    """One thing the coach can say, in one or more interchangeable phrasings."""
+
+    key: str
+    """Where it came from, e.g. ``relief.checkin`` (used in logs and tests)."""
+    options: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Cue:
+    """A countdown cue, spoken when ``left`` seconds of a hold remain."""
+
+    left: int
+    say: Phrases
+
+
+@dataclass(frozen=True)
+class Routine:
+    """A relief stretch or massage with a timed hold."""
+
+    id: str
+    name: Phrases
+    instruction: Phrases
+    hold_seconds: int
+    during: Phrases | None = None
+    after: Phrases | None = None
+
+
+@dataclass(frozen=True)
+class Question:
+    """A cause question, with what a yes means."""
+
+    id: str
+    ask: Phrases
+    short: Phrases
+    contributor: str | None = None
+    """How the summary names this cause."""
+    tip: Phrases | None = None
+    red_flag: str | None = None
+    """Key of ``red_flag_reasons``: a yes means seek care now."""
+    see_professional: bool = False
+    ask_if: str | None = None
+    """Only ask if this earlier question was answered yes."""
+    slot: str | None = None
+
+
+@dataclass(frozen=True)
+class Content:
+    """All of ``prompts/``, validated."""
+
+    intents: IntentSet
+    lines: Mapping[str, Phrases]
+    red_flag_reasons: Mapping[str, Phrases]
+    routines: Mapping[str, Routine]
+    order: Mapping[str, tuple[str, ...]]
+    countdown: tuple[Cue, ...]
+    questions: tuple[Question, ...]
+    directory: Path
+
+
+class Picker:
+    """Chooses a phrasing at random, never the same one twice in a row for a key."""
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self.rng = rng or random.Random()
+        self._last: dict[str, str] = {}
+
+    def pick(self, phrases: Phrases, **fields: object) -> str:
+        options = phrases.options
+        if len(options) > 1:
+            options = tuple(o for o in options if o != self._last.get(phrases.key)) or options
+        choice = self.rng.choice(options)
+        self._last[phrases.key] = choice
+        return choice.format(**fields) if fields else choice
+
+
+def load_content(directory: Path | None = None) -> Content:
+    """Load and validate every prompts file; raises :class:`DataFileError` on any problem."""
+    directory = directory or prompts_dir()
+    if not directory.is_dir():
+        raise DataFileError(directory, None, "prompts directory not found (set CRAMP_COACH_PROMPTS_DIR)")
+    intents = IntentSet.load(directory / "intents.yaml")
+    lines_path, advice_path = directory / "lines.yaml", directory / "advice.yaml"
+    lines = _flatten(_mapping(load_yaml(lines_path), lines_path), lines_path, "")
+    advice = _mapping(load_yaml(advice_path), advice_path)
+    reasons_raw = _mapping(advice.get("red_flag_reasons"), advice_path, line_of(advice))
+    reasons = {str(k): _phrases(v, f"red_flag_reasons.{k}", advice_path, line_of(reasons_raw, k), frozenset())
+               for k, v in reasons_raw.items()}
+    if "red_flag" not in advice:
+        raise DataFileError(advice_path, line_of(advice), "missing 'red_flag:'")
+    lines["red_flag"] = _phrases(advice["red_flag"], "red_flag", advice_path, line_of(advice, "red_flag"),
+                                 LINE_FIELDS["red_flag"])
+    _check_lines(lines, lines_path)
+    routines, order, countdown = _load_routines(directory / "routines.yaml")
+    questions = _load_questions(directory / "causes.yaml", reasons, intents)
+    for reason in RED_FLAG_REASONS_USED:
+        if reason not in reasons:
+            raise DataFileError(advice_path, line_of(reasons_raw), f"red_flag_reasons needs {reason!r}")
+    return Content(intents, lines, reasons, routines, order, countdown, questions, directory)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _known_keys(raw: LineDict, path: Path, allowed: tuple[str, ...], what: str) -> None:
+    """An unknown key is most likely a typo that would silently drop a setting: say so."""
+    for key in raw:
+        if key not in allowed:
+            raise DataFileError(path, line_of(raw, key),
+                                f"{what}: unknown key {key!r} (a typo?); allowed: {', '.join(allowed)}")
+
+
+ROUTINE_KEYS = ("name", "instruction", "hold_seconds", "during", "after")
+QUESTION_KEYS = ("id", "ask", "short", "contributor", "tip", "red_flag", "see_professional", "ask_if", "slot",
+                 "count_unsure")
+
+
+def _mapping(raw: Any, path: Path, line: int | None = 1) -> LineDict:
+    if not isinstance(raw, LineDict):
+        raise DataFileError(path, getattr(raw, "line", None) or line, "expected a mapping of keys to values")
+    return raw
+
+
+def _phrases(raw: Any, key: str, path: Path, line: int | None, fields: frozenset[str]) -> Phrases:
+    """Check one line (a string or a list of strings) and its placeholders."""
+    options = [raw] if isinstance(raw, str) else raw
+    if not isinstance(options, list) or not options:
+        raise DataFileError(path, line, f"{key}: expected text or a list of phrasings")
+    for i, option in enumerate(options):
+        where = line_of(options, i) if options is raw else line
+        if not isinstance(option, str) or not option.strip():
+            raise DataFileError(path, where, f"{key}: phrasing must be non-empty text")
+        try:
+            used = {name for _, name, _, _ in string.Formatter().parse(option) if name is not None}
+        except ValueError as exc:
+            raise DataFileError(path, where, f"{key}: bad {{placeholder}} in {option!r} ({exc})") from None
+        unknown = used - fields
+        if unknown:
+            allowed = ", ".join(sorted("{" + f + "}" for f in fields)) or "none"
+            raise DataFileError(
+                path, where, f"{key}: unknown placeholder {{{sorted(unknown)[0]}}}; allowed here: {allowed}"
+            )
+    return Phrases(key, tuple(options))
+
+
+def _flatten(raw: LineDict, path: Path, prefix: str) -> dict[str, Phrases]:
+    out: dict[str, Phrases] = {}
+    for key, value in raw.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, LineDict):
+            out.update(_flatten(value, path, full + "."))
+            continue
+        if full not in LINE_FIELDS:
+            raise DataFileError(path, line_of(raw, key), f"unknown line {full!r} (a typo? the coach never says it)")
+        out[full] = _phrases(value, full, path, line_of(raw, key), LINE_FIELDS[full])
+    return out
+
+
+def _check_lines(lines: Mapping[str, Phrases], path: Path) -> None:
+    missing = [k for k in LINE_FIELDS if k not in lines]
+    if missing:
+        raise DataFileError(path, None, f"missing line(s): {', '.join(missing)}")
+
+
+def _load_routines(path: Path) -> tuple[dict[str, Routine], dict[str, tuple[str, ...]], tuple[Cue, ...]]:
+    raw = _mapping(load_yaml(path), path)
+    for section in ("order", "countdown", "routines"):
+        if section not in raw:
+            raise DataFileError(path, raw.line, f"missing '{section}:'")
+    routines_raw = _mapping(raw["routines"], path, line_of(raw, "routines"))
+    routines: dict[str, Routine] = {}
+    foot = frozenset({"foot"})
+    for rid, body in routines_raw.items():
+        body = _mapping(body, path, line_of(routines_raw, rid))
+        _known_keys(body, path, ROUTINE_KEYS, f"routine {rid!r}")
+        for need in ("name", "instruction", "hold_seconds"):
+            if need not in body:
+                raise DataFileError(path, body.line, f"routine {rid!r} needs '{need}:'")
+        hold = body["hold_seconds"]
+        if not isinstance(hold, int) or isinstance(hold, bool) or not 5 <= hold <= 300:
+            raise DataFileError(path, line_of(body, "hold_seconds"),
+                                f"routine {rid!r}: hold_seconds must be a whole number from 5 to 300")
+        def opt(name: str, rid: str = rid, body: LineDict = body) -> Phrases | None:
+            if name not in body:
+                return None
+            return _phrases(body[name], f"routine.{rid}.{name}", path, line_of(body, name), foot)
+        routines[rid] = Routine(
+            id=str(rid),
+            name=_phrases(body["name"], f"routine.{rid}.name", path, line_of(body, "name"), frozenset()),
+            instruction=opt("instruction"),  # type: ignore[arg-type]
+            hold_seconds=hold, during=opt("during"), after=opt("after"),
+        )
+    order_raw = _mapping(raw["order"], path, line_of(raw, "order"))
+    order: dict[str, tuple[str, ...]] = {}
+    for loc, seq in order_raw.items():
+        if loc not in LOCATIONS:
+            raise DataFileError(path, line_of(order_raw, loc), f"order: unknown location {loc!r}; use {LOCATIONS}")
+        if not isinstance(seq, list) or not seq:
+            raise DataFileError(path, line_of(order_raw, loc), f"order.{loc}: expected a list of routine names")
+        for i, rid in enumerate(seq):
+            if not isinstance(rid, str) or rid not in routines:
+                raise DataFileError(path, line_of(seq, i), f"order.{loc}: no routine named {rid!r}")
+        order[str(loc)] = tuple(seq)
+    if "default" not in order:
+        raise DataFileError(path, order_raw.line, "order needs a 'default:' list")
+    cues_raw = raw["countdown"]
+    if not isinstance(cues_raw, list) or not cues_raw:
+        raise DataFileError(path, line_of(raw, "countdown"), "countdown: expected a list of cues")
+    cues = []
+    for i, cue in enumerate(cues_raw):
+        cue = _mapping(cue, path, line_of(cues_raw, i))
+        left = cue.get("left")
+        if not isinstance(left, int) or isinstance(left, bool) or left < 0 or "say" not in cue:
+            raise DataFileError(path, cue.line, "countdown cue needs 'left:' (seconds, 0 or more) and 'say:'")
+        cues.append(Cue(left, _phrases(cue["say"], f"countdown.{left}", path, line_of(cue, "say"), frozenset())))
+    lefts = [c.left for c in cues]
+    if lefts != sorted(lefts, reverse=True) or len(set(lefts)) != len(lefts):
+        raise DataFileError(path, line_of(raw, "countdown"), "countdown cues must go from most to least seconds left")
+    if lefts[-1] != 0:
+        raise DataFileError(path, line_of(raw, "countdown"), "countdown needs a release cue at 'left: 0'")
+    return routines, order, tuple(cues)
+
+
+def _load_questions(path: Path, reasons: Mapping[str, Phrases], intents: IntentSet) -> tuple[Question, ...]:
+    raw = _mapping(load_yaml(path), path)
+    items = raw.get("questions")
+    if not isinstance(items, list) or not items:
+        raise DataFileError(path, line_of(raw, "questions"), "'questions:' must be a list")
+    questions: list[Question] = []
+    none = frozenset()
+    for i, item in enumerate(items):
+        q = _mapping(item, path, line_of(items, i))
+        _known_keys(q, path, QUESTION_KEYS, f"question {q.get('id', i + 1)!r}")
+        qid = q.get("id")
+        if not isinstance(qid, str) or "ask" not in q or "short" not in q:
+            raise DataFileError(path, q.line, "each question needs 'id:', 'ask:' and 'short:'")
+        if any(prev.id == qid for prev in questions):
+            raise DataFileError(path, line_of(q, "id"), f"question id {qid!r} is used twice")
+        red_flag = q.get("red_flag")
+        if red_flag is not None and (not isinstance(red_flag, str) or red_flag not in reasons):
+            raise DataFileError(path, line_of(q, "red_flag"),
+                                f"red_flag {red_flag!r} is not in advice.yaml red_flag_reasons")
+        ask_if = q.get("ask_if")
+        if ask_if is not None and not any(prev.id == ask_if for prev in questions):
+            raise DataFileError(path, line_of(q, "ask_if"), f"ask_if {ask_if!r} must name an earlier question")
+        slot = q.get("slot")
+        if slot is not None and (not isinstance(slot, str) or slot not in intents.intents.slot_lists):
+            raise DataFileError(path, line_of(q, "slot"), f"slot {slot!r} is not a list in intents.yaml")
+        if "tip" in q and not isinstance(q.get("contributor"), str):
+            raise DataFileError(path, line_of(q, "tip"), f"question {qid!r}: a tip needs a 'contributor:' name")
+        questions.append(Question(
+            id=qid,
+            ask=_phrases(q["ask"], f"cause.{qid}.ask", path, line_of(q, "ask"), none),
+            short=_phrases(q["short"], f"cause.{qid}.short", path, line_of(q, "short"), none),
+            contributor=q.get("contributor"),
+            tip=_phrases(q["tip"], f"cause.{qid}.tip", path, line_of(q, "tip"), none) if "tip" in q else None,
+            red_flag=red_flag, see_professional=bool(q.get("see_professional", False)),
+            ask_if=ask_if, slot=slot,
+        ))
+    return tuple(questions)

@@ -1,0 +1,740 @@
+"""The conversation: a pure, synchronous core — events in, actions out.
+
+No threads, devices or sleeping here: the runner (keyboard, live audio, simulation)
+feeds :class:`~assistant.conversation.events.Heard`, :class:`~assistant.conversation.events.Silence` and
+:class:`~assistant.conversation.events.Tick` events and carries out the actions. Time is read from an
+injected clock, so tests drive a whole cramp episode in microseconds.
+
+The flow follows the brief: idle → relief routines with timed holds and check-ins →
+optional cause questions → summary and tips → back to idle, with the red-flag advice
+whenever it is called for and the global commands available everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from assistant.conversation.content import Content, Cue, Phrases, Picker, Question, Routine
+from assistant.conversation.events import (
+    MICROPHONE,
+    SPEAKER,
+    Action,
+    DeviceBack,
+    DeviceLost,
+    EndSession,
+    Event,
+    Heard,
+    Listen,
+    Record,
+    Say,
+    Shutdown,
+    Silence,
+    SpeechTiming,
+    StateChanged,
+    StopSpeaking,
+    Tick,
+)
+from assistant.conversation.timers import Clock, Entry, Hold
+
+log = logging.getLogger(__name__)
+
+GLOBAL_INTENTS = ("stop", "pause", "resume", "repeat", "next", "back", "help", "time_left", "start_over")
+ANSWERS = ("yes", "no", "unsure", "skip")
+# The intents each listening context accepts, in priority order (first wins on ties).
+CONTEXTS: dict[str, tuple[str, ...]] = {
+    "idle": ("cramp_start", "diary_summary", "help"),
+    "hold": ("better", "worse", "still_cramping", *GLOBAL_INTENTS),
+    "checkin": ("better", "still_cramping", "worse", "yes", "no", "unsure", *GLOBAL_INTENTS),
+    "offer": (*ANSWERS, *GLOBAL_INTENTS, "cramp_start"),
+    "question": (*ANSWERS, *GLOBAL_INTENTS, "cramp_start"),
+    "paused": ("resume", "stop", "start_over", "help", "repeat", "time_left"),
+}
+# While the coach is talking it only listens for these (barge-in).
+BARGE_IN_INTENTS = ("stop", "pause", "repeat")
+
+RELIEF_LIMIT_S = 600.0
+"""A cramp still going after this long gets the red-flag advice."""
+PATTERN_WEEKLY_COUNT = 3
+"""This many episodes in seven days adds the see-a-professional advice."""
+LONG_RELIEF_S = 300.0
+"""A cramp that took this long to ease adds the see-a-professional advice."""
+
+
+class DiaryView(Protocol):
+    """What the dialog reads from the diary (the diary module implements it)."""
+
+    def count_since(self, since: datetime) -> int: ...
+
+    def last_start(self) -> datetime | None: ...
+
+    def first_use(self) -> bool: ...
+
+
+@dataclass
+class Settings:
+    """Timing knobs; defaults suit a person standing in a kitchen."""
+
+    silence_timeout: float = 8.0
+    """Seconds of silence before re-prompting a question."""
+    speech_rate_wpm: float = 165.0
+    """Used to estimate how long a line takes to say, so a hold starts after its instruction."""
+    settle_seconds: float = 1.5
+    """Time to get into position after the instruction before the hold's clock starts."""
+    hold_seconds: int | None = None
+    """Overrides every routine's hold length (config)."""
+    during_offset: float = 4.0
+    """When the 'while you hold' line is said, seconds into the hold."""
+
+
+@dataclass
+class _Episode:
+    started_at: float
+    side: str | None
+    location: str | None
+    order: tuple[str, ...]
+    routine_index: int = 0
+    relief_done: bool = False
+    answers: dict[str, str] = field(default_factory=dict)
+    red_flags: list[str] = field(default_factory=list)
+    asked: list[int] = field(default_factory=list)
+    question_index: int = -1
+    relief_seconds: float | None = None
+    advised: bool = False
+    """The see-a-professional advice (or a red flag) has been given this episode."""
+
+
+class Coach:
+    """The dialog manager. Call :meth:`start`, then :meth:`handle` for every event."""
+
+    def __init__(
+        self,
+        content: Content,
+        clock: Clock,
+        *,
+        rng: random.Random | None = None,
+        diary: DiaryView | None = None,
+        wall_clock: Callable[[], datetime] | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        self.content = content
+        self.clock = clock
+        self.picker = Picker(rng)
+        self.diary = diary
+        self.wall_clock = wall_clock or (lambda: datetime.now().astimezone())
+        self.settings = settings or Settings()
+        self.state = "idle"
+        self.listening = Listen("idle", CONTEXTS["idle"])
+        self.hold: Hold[Cue | Phrases] | None = None
+        self.episode: _Episode | None = None
+        self._prompt: list[Say] = []
+        self._silences = 0
+        self._paused_from: str | None = None
+        self._out: list[Action] = []
+        self._disclaimer_due = False
+        self.devices_lost: set[str] = set()
+        """Devices reported lost (:class:`DeviceLost`) and not back yet."""
+
+    # ------------------------------------------------------------------ public API
+
+    def start(self) -> list[Action]:
+        """Actions to begin with: listen in the idle context."""
+        self._set_state("idle", force=True)
+        return self._flush()
+
+    def handle(self, event: Event) -> list[Action]:
+        """Process one event and return what to do, in order."""
+        if isinstance(event, Heard):
+            self._on_heard(event)
+        elif isinstance(event, Silence):
+            self._on_silence()
+        elif isinstance(event, Tick):
+            self._on_tick()
+        elif isinstance(event, SpeechTiming):
+            self._on_speech_timing(event)
+        elif isinstance(event, Shutdown):
+            self._on_shutdown(event)
+        elif isinstance(event, DeviceLost | DeviceBack):
+            self._on_device(event)
+        else:  # pragma: no cover - typing guards this
+            raise TypeError(f"not an event: {event!r}")
+        return self._flush()
+
+    def next_deadline(self) -> float | None:
+        """Clock time at which the runner should send the next :class:`Tick`."""
+        times = []
+        if self.hold is not None and self.state == "hold":
+            nxt = self.hold.next_due()
+            if nxt is not None:
+                times.append(nxt)
+        if self.episode is not None and not self.episode.relief_done and self.state != "paused":
+            times.append(self.episode.started_at + RELIEF_LIMIT_S)
+        return min(times) if times else None
+
+    def time_left(self) -> float | None:
+        """Seconds left in the current hold (None when no hold is running)."""
+        if self.hold is None:
+            return None
+        return self.hold.remaining(self.clock.now())
+
+    # ------------------------------------------------------------------ helpers: output
+
+    def _say(self, phrases: Phrases, kind: str = "line", deadline: float | None = None, **fields: object) -> Say:
+        say = Say(self.picker.pick(phrases, **fields), phrases.key, kind, deadline)
+        self._out.append(say)
+        return say
+
+    def _line(self, key: str, **fields: object) -> Say:
+        return self._say(self.content.lines[key], **fields)
+
+    def _prompt_with(self, *says: Say) -> None:
+        """Remember the current prompt (what 'repeat' says again)."""
+        self._prompt = list(says)
+        self._silences = 0
+
+    def _record(self, kind: str, **data: object) -> None:
+        self._out.append(Record(kind, dict(data)))
+
+    def _set_state(self, state: str, force: bool = False) -> None:
+        if state != self.state or force:
+            self._out.append(StateChanged(state))
+        self.state = state
+        timeout = self.settings.silence_timeout if state in ("checkin", "offer", "question") else None
+        self.listening = Listen(state, CONTEXTS[state], timeout)
+        self._out.append(self.listening)
+
+    def _flush(self) -> list[Action]:
+        out, self._out = self._out, []
+        return out
+
+    def _foot(self) -> str:
+        side = self.episode.side if self.episode else None
+        if side:
+            return self.picker.pick(self.content.lines["words.foot_side"], side=side)
+        return self.picker.pick(self.content.lines["words.foot_unknown"])
+
+    def _speech_seconds(self, *texts: str) -> float:
+        words = sum(len(t.split()) for t in texts)
+        return words / (self.settings.speech_rate_wpm / 60.0)
+
+    # ------------------------------------------------------------------ events
+
+    def _on_heard(self, heard: Heard) -> None:
+        intent = heard.intent
+        if intent is None:
+            self._not_understood()
+            return
+        handler = getattr(self, f"_cmd_{intent}", None)
+        if intent in GLOBAL_INTENTS and handler is not None:
+            handler()
+            return
+        state_handler = getattr(self, f"_in_{self.state}", None)
+        if state_handler is None or not state_handler(intent, heard.slots):
+            self._not_understood()
+
+    def _on_silence(self) -> None:
+        if self.state not in ("checkin", "offer", "question"):
+            return
+        if MICROPHONE in self.devices_lost:  # it cannot hear an answer: no re-prompts
+            self._safe_default()
+            return
+        self._silences += 1
+        if self._silences == 1:
+            self._reprompt(level=1)
+        elif self._silences == 2:
+            self._reprompt(level=2)
+        else:
+            self._safe_default()
+
+    def _on_speech_timing(self, timing: SpeechTiming) -> None:
+        """Start the hold when its instruction has really been said, not when estimated."""
+        hold = self.hold
+        if self.state == "hold" and hold is not None and hold.untouched and not hold.paused \
+                and timing.key == self._routine().instruction.key:
+            hold.started_at = timing.ends_at + self.settings.settle_seconds
+
+    def _on_shutdown(self, event: Shutdown) -> None:
+        """Stopped mid-episode: a parting line, and the diary entry closed as interrupted."""
+        ep = self.episode
+        if ep is None:
+            return
+        self._out.append(StopSpeaking())
+        self._line("session.shutdown")
+        if not ep.relief_done:
+            self._record("outcome", result="interrupted")
+        self._finish_episode(closing=False, interrupted_by=event.reason or "shutdown")
+
+    def _on_device(self, event: DeviceLost | DeviceBack) -> None:
+        """Say what a device change means for the person; the schedule carries on regardless."""
+        lost = isinstance(event, DeviceLost)
+        if lost == (event.kind in self.devices_lost):
+            return  # no change
+        if lost:
+            self.devices_lost.add(event.kind)
+        else:
+            self.devices_lost.discard(event.kind)
+        asks = self.state in ("checkin", "offer", "question")
+        if event.kind == MICROPHONE:
+            if lost:
+                in_episode = self.episode is not None and self.state != "paused"
+                self._line("device.mic_lost" if in_episode else "device.mic_lost_idle")
+                return
+            self._line("device.mic_back")
+        elif event.kind == SPEAKER:
+            if lost or self.state == "idle":
+                return  # it cannot speak; the runner prints and logs
+            self._line("device.speaker_back")
+        if asks:  # the question may have gone unheard, or its answer unheard: ask again
+            self._silences = 0
+            self._repeat_prompt()
+
+    def _not_understood(self) -> None:
+        if self.state in ("idle", "hold", "paused"):
+            if self.state != "idle":
+                self._line("commands.not_understood")
+            return
+        self._line("commands.not_understood")
+        self._on_silence()
+
+    def _on_tick(self) -> None:
+        now = self.clock.now()
+        ep = self.episode
+        if ep is not None and not ep.relief_done and self.state != "paused" \
+                and now >= ep.started_at + RELIEF_LIMIT_S:
+            self._red_flag_in_relief("too_long")
+            return
+        if self.hold is None or self.state != "hold":
+            return
+        for entry, due in self.hold.pop_due(now):
+            payload = entry.payload
+            if isinstance(payload, Cue):
+                deadline = None if not entry.droppable else due + self.hold.late_tolerance
+                self._say(payload.say, kind="cue", deadline=deadline)
+                if payload.left == 0:
+                    self._hold_finished()
+                    return
+            else:
+                self._say(payload, deadline=due + self.hold.late_tolerance)
+                if payload.key == "relief.disclaimer":
+                    self._disclaimer_due = False
+
+    # ------------------------------------------------------------------ idle
+
+    def _in_idle(self, intent: str, slots: dict[str, str]) -> bool:
+        if intent == "cramp_start":
+            self._begin_episode(slots)
+        elif intent == "diary_summary":
+            self._diary_summary(slots.get("period", "week"))
+        elif intent == "help":
+            self._prompt_with(self._line("help.idle"))
+        else:
+            return False
+        return True
+
+    def _begin_episode(self, slots: dict[str, str]) -> None:
+        location = slots.get("location")
+        order = self.content.order.get(location or "default", self.content.order["default"])
+        self._disclaimer_due = self.diary is None or self.diary.first_use()
+        self.episode = _Episode(self.clock.now(), slots.get("side"), location, order)
+        self._record("episode_start", side=self.episode.side, location=location)
+        self._start_routine(0, intro="relief.start")
+
+    def _diary_summary(self, period: str) -> None:
+        if self.diary is None:
+            self._prompt_with(self._line("diary.unavailable"))
+            return
+        now = self.wall_clock()
+        if period == "last":
+            last = self.diary.last_start()
+            if last is None:
+                say = self._line("diary.last_none")
+            else:
+                last = last.astimezone(now.tzinfo) if now.tzinfo else last
+                days = (now.date() - last.date()).days
+                time_text = last.strftime("%H:%M")
+                if days <= 0:
+                    say = self._line("diary.last_today", time=time_text)
+                elif days == 1:
+                    say = self._line("diary.last_yesterday", time=time_text)
+                else:
+                    say = self._line("diary.last_days", days=days)
+        else:
+            span = "month" if period == "month" else "week"
+            count = self.diary.count_since(now - timedelta(days=30 if span == "month" else 7))
+            suffix = "_zero" if count == 0 else "_one" if count == 1 else ""
+            say = self._line(f"diary.count_{span}{suffix}", count=count)
+        self._prompt_with(say)
+
+    # ------------------------------------------------------------------ relief
+
+    def _routine(self) -> Routine:
+        assert self.episode is not None
+        return self.content.routines[self.episode.order[self.episode.routine_index]]
+
+    def _start_routine(self, index: int, intro: str | None = None, intro_fields: dict | None = None) -> None:
+        ep = self.episode
+        assert ep is not None
+        ep.routine_index = index
+        routine = self._routine()
+        self._record("routine", name=routine.id)
+        said: list[Say] = []
+        if intro is not None:
+            said.append(self._line(intro, **(intro_fields or {})))
+        said.append(self._say(routine.instruction, foot=self._foot()))
+        self._prompt_with(*said)
+        # The hold's clock starts once the instruction has been said and the person is in place.
+        starts = self.clock.now() + self._speech_seconds(*(s.text for s in said)) + self.settings.settle_seconds
+        duration = self.settings.hold_seconds or routine.hold_seconds
+        entries: list[Entry[Cue | Phrases]] = [
+            Entry(duration - cue.left, cue, droppable=cue.left != 0, merge_group="countdown")
+            for cue in self.content.countdown if cue.left < duration
+        ]
+        # One quiet-moment line, if it fits before the first cue: the first-use disclaimer, else a tip.
+        quiet = self._first_cue_offset(entries) - self.settings.during_offset
+        candidates = [self.content.lines["relief.disclaimer"]] if self._disclaimer_due else []
+        candidates += [routine.during] if routine.during is not None else []
+        for extra in candidates:
+            if quiet >= self._speech_seconds(max(extra.options, key=len)) + 1.0:
+                entries.append(Entry(self.settings.during_offset, extra))
+                break
+        self.hold = Hold(duration, starts, entries)
+        self._set_state("hold")
+
+    @staticmethod
+    def _first_cue_offset(entries: list[Entry]) -> float:
+        return min((e.offset for e in entries if isinstance(e.payload, Cue)), default=0.0)
+
+    def _hold_finished(self) -> None:
+        routine = self._routine()
+        self.hold = None
+        said = []
+        if routine.after is not None:
+            said.append(self._say(routine.after, foot=self._foot()))
+        said.append(self._line("relief.checkin"))
+        self._prompt_with(*said)
+        self._set_state("checkin")
+
+    def _in_hold(self, intent: str, slots: dict[str, str]) -> bool:
+        if intent == "still_cramping":
+            self._line("relief.keep_holding")
+            return True
+        return self._relief_answer(intent)
+
+    def _in_checkin(self, intent: str, slots: dict[str, str]) -> bool:
+        if intent in ("yes", "better"):
+            return self._relief_answer("better")
+        if intent in ("no", "still_cramping", "unsure"):
+            self._next_routine()
+            return True
+        return self._relief_answer(intent)
+
+    def _relief_answer(self, intent: str) -> bool:
+        if intent == "better":
+            self._eased()
+        elif intent == "worse":
+            self._red_flag_in_relief("worse")
+        else:
+            return False
+        return True
+
+    def _next_routine(self, intro: str = "relief.next_routine") -> None:
+        ep = self.episode
+        assert ep is not None
+        if ep.routine_index + 1 >= len(ep.order):
+            self._line("relief.exhausted")
+            self._red_flag_in_relief("not_easing")
+            return
+        nxt = self.content.routines[ep.order[ep.routine_index + 1]]
+        self._start_routine(ep.routine_index + 1, intro, {"name": self.picker.pick(nxt.name)})
+
+    def _eased(self) -> None:
+        ep = self.episode
+        assert ep is not None
+        self.hold = None
+        ep.relief_done = True
+        ep.relief_seconds = self.clock.now() - ep.started_at
+        self._record("outcome", result="better")
+        self._line("relief.eased")
+        self._line("relief.aftercare")
+        self._offer_causes()
+
+    def _red_flag_in_relief(self, reason: str) -> None:
+        ep = self.episode
+        assert ep is not None
+        self.hold = None
+        ep.relief_done = True
+        self._record("outcome", result="worse" if reason == "worse" else "gave_up")
+        self._red_flag(reason)
+        self._finish_episode()
+
+    def _red_flag(self, reason: str) -> None:
+        if self.episode is not None and reason not in self.episode.red_flags:
+            self.episode.red_flags.append(reason)
+        self._say(self.content.lines["red_flag"], reason=self.picker.pick(self.content.red_flag_reasons[reason]))
+
+    # ------------------------------------------------------------------ causes
+
+    def _offer_causes(self) -> None:
+        self._prompt_with(self._line("causes.offer"))
+        self._set_state("offer")
+
+    def _in_offer(self, intent: str, slots: dict[str, str]) -> bool:
+        if intent == "yes":
+            self._ask_question(0)
+        elif intent in ("no", "skip", "unsure"):
+            self._line("causes.declined")
+            self._finish_episode()
+        elif intent == "cramp_start":
+            self._restart_relief(slots)
+        else:
+            return False
+        return True
+
+    def _applies(self, q: Question) -> bool:
+        assert self.episode is not None
+        return q.ask_if is None or self.episode.answers.get(q.ask_if) == "yes"
+
+    def _ask_question(self, start: int) -> None:
+        ep = self.episode
+        assert ep is not None
+        questions = self.content.questions
+        index = next((i for i in range(start, len(questions)) if self._applies(questions[i])), None)
+        if index is None:
+            self._summary()
+            return
+        ep.question_index = index
+        if not ep.asked or ep.asked[-1] != index:
+            ep.asked.append(index)
+        self._prompt_with(self._say(questions[index].ask))
+        self._set_state("question")
+
+    def _in_question(self, intent: str, slots: dict[str, str]) -> bool:
+        ep = self.episode
+        assert ep is not None
+        if intent == "cramp_start":
+            self._restart_relief(slots)
+            return True
+        if intent not in ANSWERS:
+            return False
+        q = self.content.questions[ep.question_index]
+        ep.answers[q.id] = intent
+        kept_slots = {q.slot: slots[q.slot]} if q.slot and q.slot in slots else {}
+        self._record("answer", cause=q.id, answer=intent, slots=kept_slots)
+        if intent == "yes" and q.red_flag:
+            self._red_flag(q.red_flag)
+        self._ask_question(ep.question_index + 1)
+        return True
+
+    def _summary(self) -> None:
+        ep = self.episode
+        assert ep is not None
+        yes = [q for q in self.content.questions if ep.answers.get(q.id) == "yes"]
+        named = [q for q in yes if q.contributor]
+        if named:
+            self._line("summary.contributors", causes=self._join([q.contributor for q in named]))
+            tips = [q.tip for q in named if q.tip is not None]
+            if tips:
+                self._line("summary.tips_intro")
+                for tip in tips:
+                    self._say(tip)
+        else:
+            self._line("summary.none")
+        if not named or any(q.see_professional for q in yes):
+            self._line("advice.see_professional")
+            ep.advised = True
+        for reason in ep.red_flags:  # repeated at the end so it is the last thing heard
+            self._red_flag(reason)
+        self._finish_episode()
+
+    def _join(self, items: list[str | None]) -> str:
+        words = [w for w in items if w]
+        if len(words) <= 1:
+            return "".join(words)
+        conj = self.picker.pick(self.content.lines["words.and"])
+        return f"{', '.join(words[:-1])} {conj} {words[-1]}"
+
+    def _restart_relief(self, slots: dict[str, str]) -> None:
+        self._finish_episode(closing=False)
+        self._begin_episode(slots)
+
+    def _finish_episode(self, closing: bool = True, interrupted_by: str | None = None) -> None:
+        ep = self.episode
+        if ep is None:
+            return
+        if closing:
+            self._pattern_advice(ep)
+            self._line("closing")
+        end: dict[str, object] = {"duration_s": round(self.clock.now() - ep.started_at, 1)}
+        if interrupted_by:
+            end["interrupted_by"] = interrupted_by
+        self._record("episode_end", **end)
+        self.episode = None
+        self.hold = None
+        self._prompt = []
+        self._set_state("idle")
+        self._out.append(EndSession())
+
+    def _pattern_advice(self, ep: _Episode) -> None:
+        """Frequent or long cramps: suggest a professional, once per episode."""
+        if ep.red_flags:
+            return
+        count = self.diary.count_since(self.wall_clock() - timedelta(days=7)) if self.diary else 0
+        if count >= PATTERN_WEEKLY_COUNT:
+            self._line("advice.pattern", count=count)
+        elif not ep.advised and ep.relief_seconds is not None and ep.relief_seconds >= LONG_RELIEF_S:
+            self._line("advice.long_cramp", minutes=round(ep.relief_seconds / 60))
+
+    # ------------------------------------------------------------------ silence ladder
+
+    def _reprompt(self, level: int) -> None:
+        if self.state == "checkin":
+            self._line("relief.checkin_short" if level == 1 else "relief.checkin_shortest")
+        elif self.state == "offer":
+            self._line("causes.offer_short" if level == 1 else "causes.offer_shortest")
+        elif self.state == "question":
+            assert self.episode is not None
+            q = self.content.questions[self.episode.question_index]
+            if level == 1:
+                self._say(q.short)
+            else:
+                self._line("causes.answer_options")
+
+    def _safe_default(self) -> None:
+        """Never a dead end: keep guiding the stretch, skip the question, or wind down."""
+        if self.state == "checkin":
+            self._line("relief.keep_guiding")
+            self._next_routine()
+        elif self.state == "question":
+            assert self.episode is not None
+            self._line("causes.skipped")
+            self._in_question("skip", {})
+        elif self.state == "offer":
+            self._line("causes.declined")
+            self._finish_episode()
+
+    # ------------------------------------------------------------------ global commands
+
+    def _cmd_stop(self) -> None:
+        self._out.append(StopSpeaking())
+        if self.state == "idle":
+            return
+        self._line("commands.stopped")
+        self._line("commands.stopped_idle_hint")
+        if self.episode is not None and not self.episode.relief_done:
+            self._record("outcome", result="stopped")
+        self._paused_from = None
+        if self.episode is None:
+            self._prompt = []
+            self._set_state("idle")
+        else:
+            self._finish_episode(closing=False)
+
+    def _cmd_pause(self) -> None:
+        self._out.append(StopSpeaking())
+        if self.state in ("idle", "paused"):
+            return
+        self._paused_from = self.state
+        if self.hold is not None and self.state == "hold":
+            now = self.clock.now()
+            self.hold.pause(now)
+            self._line("commands.paused_hold", seconds=math.ceil(self.hold.remaining(now)))
+        else:
+            self._line("commands.paused")
+        self._set_state("paused")
+
+    def _cmd_resume(self) -> None:
+        if self.state != "paused":
+            self._cmd_repeat()
+            return
+        resumed, self._paused_from = self._paused_from or "idle", None
+        self._line("commands.resumed")
+        if resumed == "hold" and self.hold is not None:
+            self.hold.resume(self.clock.now())
+        else:
+            self._repeat_prompt()
+        self._set_state(resumed)
+
+    def _cmd_repeat(self) -> None:
+        self._out.append(StopSpeaking())
+        if not self._prompt:
+            if self.state == "idle":
+                self._line("help.idle")
+            else:
+                self._line("commands.nothing_to_repeat")
+            return
+        self._repeat_prompt()
+
+    def _repeat_prompt(self) -> None:
+        for say in self._prompt:
+            self._out.append(say)
+
+    def _cmd_next(self) -> None:
+        if self.state in ("hold", "checkin"):
+            self._out.append(StopSpeaking())
+            self._next_routine()
+        elif self.state == "question":
+            self._in_question("skip", {})
+        elif self.state == "offer":
+            self._in_offer("no", {})
+        elif self.state == "paused":
+            self._line("help.paused")
+        else:
+            self._line("help.idle")
+
+    def _cmd_back(self) -> None:
+        ep = self.episode
+        if self.state in ("hold", "checkin") and ep is not None:
+            self._out.append(StopSpeaking())
+            if ep.routine_index == 0:
+                self._line("relief.no_previous")
+                self._repeat_prompt()
+                return
+            prev = self.content.routines[ep.order[ep.routine_index - 1]]
+            self._start_routine(ep.routine_index - 1, "relief.previous_routine", {"name": self.picker.pick(prev.name)})
+        elif self.state == "question" and ep is not None:
+            if len(ep.asked) < 2:
+                self._line("causes.first_question")
+                self._repeat_prompt()
+                return
+            ep.asked.pop()
+            self._ask_question(ep.asked.pop())
+        elif self.state == "offer":
+            self._repeat_prompt()
+        elif self.state == "paused":
+            self._line("help.paused")
+        else:
+            self._line("help.idle")
+
+    def _cmd_help(self) -> None:
+        key = {"idle": "help.idle", "hold": "help.hold", "checkin": "help.checkin",
+               "offer": "help.question", "question": "help.question", "paused": "help.paused"}[self.state]
+        self._line(key)
+
+    def _cmd_time_left(self) -> None:
+        left = self.time_left()
+        if left is None:
+            self._line("commands.no_timer")
+        else:
+            self._line("commands.time_left", seconds=max(1, math.ceil(left)))
+
+    def _cmd_start_over(self) -> None:
+        self._out.append(StopSpeaking())
+        ep = self.episode
+        self._paused_from = None
+        if ep is None:
+            self._line("commands.start_over")
+            self._begin_episode({})
+        elif ep.relief_done:
+            self._line("commands.start_over")
+            ep.answers.clear()
+            ep.red_flags.clear()
+            ep.asked.clear()
+            self._ask_question(0)
+        else:
+            self.hold = None
+            self._start_routine(0, intro="commands.start_over")

@@ -1,0 +1,1 @@
+"""The cramp diary: the SQLite store and the keeper that never loses a record."""

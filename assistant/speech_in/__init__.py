@@ -1,0 +1,1 @@
+"""Speech in: microphone audio, endpointing, echo, recognizers, grammars, WAV files, models."""

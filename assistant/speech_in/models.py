@@ -1,0 +1,423 @@
+"""Speech models: where they live, and ``cramp-coach models install|list|remove``.
+
+Vosk models are directories. They are installed into the models dir
+(``CRAMP_COACH_MODELS``, else ``<data dir>/models``) and are never seen half-installed:
+the zip is downloaded to a ``.part`` file (resumed with an HTTP Range request, or
+restarted cleanly), checked against its SHA-256, extracted into a temporary directory
+next to the destination, validated, and only then renamed into place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from assistant.errors import UserFacingError
+from assistant.paths import data_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class KnownModel:
+    """A model with an official download and a published checksum."""
+
+    name: str
+    url: str
+    sha256: str
+    size_mb: int
+    note: str
+
+
+DEFAULT_MODEL = "vosk-model-small-en-us-0.15"
+KNOWN_MODELS: dict[str, KnownModel] = {
+    DEFAULT_MODEL: KnownModel(
+        DEFAULT_MODEL,
+        "https://alphacephei.com/vosk/models/vosk-model-small-en-us-0.15.zip",
+        "30f26242c4eb449f948e42cb302dd7a686cb29a3423a8367f99ff41780942498",
+        40,
+        "US English, small (WER 9.85 on LibriSpeech test-clean, ~300 MB RAM); supports runtime grammars",
+    ),
+}
+INSTALL_HINT = f"cramp-coach models install   (or: cramp-coach models install --from {DEFAULT_MODEL}.zip)"
+_CHUNK = 1 << 16
+
+
+def models_dir() -> Path:
+    """Where models are installed: ``CRAMP_COACH_MODELS``, else the config's ``models_dir``
+    (``[speech] models_dir`` / ``CRAMP_COACH_MODELS_DIR``), else ``<data dir>/models``."""
+    override = os.environ.get("CRAMP_COACH_MODELS")
+    if override:
+        return Path(override).expanduser()
+    try:
+        from assistant.config import load_config
+    except ImportError:  # pragma: no cover - config module not available
+        return data_dir() / "models"
+    return Path(load_config().models_dir)
+
+
+def model_problem(path: Path) -> str | None:
+    """Why ``path`` is not a usable Vosk model directory, or None when it looks complete."""
+    if not path.is_dir():
+        return "directory not found"
+    if not (path / "am" / "final.mdl").is_file():
+        return "am/final.mdl is missing"
+    if not (path / "conf" / "model.conf").is_file() and not (path / "conf" / "mfcc.conf").is_file():
+        return "conf/model.conf is missing"
+    graph = path / "graph"
+    if not ((graph / "HCLG.fst").is_file() or ((graph / "HCLr.fst").is_file() and (graph / "Gr.fst").is_file())):
+        return "graph/HCLG.fst (or HCLr.fst and Gr.fst) is missing"
+    for rel in ("am/final.mdl",):
+        if (path / rel).stat().st_size == 0:
+            return f"{rel} is empty"
+    try:
+        with (path / "am" / "final.mdl").open("rb") as f:
+            head = f.read(20)
+    except OSError as exc:
+        return f"am/final.mdl cannot be read ({exc.strerror})"
+    if not head.lstrip(b"\0B").lstrip().startswith(b"<TransitionModel>"):
+        return "am/final.mdl is not a Kaldi acoustic model (damaged or truncated)"
+    return None
+
+
+def load_vosk(path: Path) -> Any:
+    """Load a Vosk model, turning every failure into a :class:`UserFacingError` with the fix.
+
+    OpenFst only *prints* some read errors (a truncated ``graph/*.fst``) and Vosk then
+    returns a model that crashes the process when a recognizer is made from it; so the
+    library's stderr is captured during loading and any ``ERROR`` line refuses the model.
+    """
+    check_model_dir(path)
+    vosk = _import_vosk()
+    vosk.SetLogLevel(-1)
+    model: Any = None
+    failure = ""
+    with _captured_stderr() as captured:
+        try:
+            model = vosk.Model(str(path))
+        except Exception as exc:  # vosk raises a bare Exception("Failed to create a model")
+            failure = str(exc)
+    errors = [line.strip() for line in captured.text.splitlines() if line.lstrip().startswith("ERROR")]
+    if model is None or errors:
+        reason = errors[-1].removeprefix("ERROR:").strip() if errors else failure
+        raise UserFacingError(
+            f"the Vosk model in {path} could not be loaded ({reason}); it is damaged or incomplete. "
+            "Reinstall it: cramp-coach models remove NAME && cramp-coach models install"
+        )
+    if captured.text.strip():
+        sys.stderr.write(captured.text)
+    return model
+
+
+def _import_vosk() -> Any:
+    """Import vosk without running ``requests``, which it imports only for its own downloader.
+
+    The coach loads models by path and never calls that downloader, but importing
+    ``requests`` pulls in urllib3, which creates and binds an IPv6 socket at import time to
+    probe the host. So while vosk is imported, ``requests`` is a stand-in that imports the
+    real package on first use (never, here): the coach opens no inet socket at all
+    (tests/test_no_network.py). Anyone else importing ``requests`` later gets the real one.
+    """
+    if "vosk" in sys.modules or "requests" in sys.modules:
+        import vosk
+
+        return vosk
+    import types
+
+    def on_first_use(name: str) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module("requests"), name)
+
+    stand_in = types.ModuleType("requests", "imported on first use (assistant.speech_in.models._import_vosk)")
+    stand_in.__getattr__ = on_first_use  # type: ignore[method-assign]
+    sys.modules["requests"] = stand_in
+    try:
+        import vosk
+    finally:
+        if sys.modules.get("requests") is stand_in:
+            del sys.modules["requests"]
+    return vosk
+
+
+class _captured_stderr:
+    """Redirect file descriptor 2 (where C++ libraries print) into a temporary file."""
+
+    def __enter__(self) -> _captured_stderr:
+        self.text = ""
+        sys.stderr.flush()
+        self._file = tempfile.TemporaryFile()
+        self._saved = os.dup(2)
+        os.dup2(self._file.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._file.seek(0)
+        self.text = self._file.read().decode("utf-8", "replace")
+        self._file.close()
+
+
+def check_model_dir(path: Path) -> None:
+    """Raise a :class:`UserFacingError` with the fix when ``path`` is not a usable model."""
+    problem = model_problem(Path(path))
+    if problem:
+        raise UserFacingError(
+            f"{path} is not a usable Vosk model ({problem}). "
+            f"Install one with: {INSTALL_HINT}; or point --model at a complete model directory"
+        )
+
+
+def installed_models(root: Path | None = None) -> list[Path]:
+    """Model directories in the models dir (complete or not), by name."""
+    root = root or models_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def find_model(root: Path | None = None) -> Path | None:
+    """The model to use: the default one if complete, else any complete one, else None."""
+    root = root or models_dir()
+    default = root / DEFAULT_MODEL
+    if default.is_dir() and model_problem(default) is None:
+        return default
+    for path in installed_models(root):
+        problem = model_problem(path)
+        if problem is None:
+            return path
+        log.warning("ignoring incomplete model %s (%s); reinstall it with: %s", path, problem, INSTALL_HINT)
+    return None
+
+
+# ------------------------------------------------------------------ download and install
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(url: str, dest: Path, attempts: int = 3, progress: bool = True) -> Path:
+    """Fetch ``url`` into ``dest``, resuming a previous ``dest``.part with an HTTP Range request."""
+    import urllib.error
+    import urllib.request
+
+    from tqdm import tqdm
+
+    part = dest.with_name(dest.name + ".part")
+    for attempt in range(1, attempts + 1):
+        have = part.stat().st_size if part.exists() else 0
+        request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                resumed = have > 0 and response.status == 206
+                if not resumed:
+                    have = 0  # the server ignored the Range header: start clean
+                total = response.headers.get("Content-Length")
+                total_bytes = int(total) + have if total else None
+                with part.open("ab" if resumed else "wb") as out, tqdm(
+                    total=total_bytes, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+                    desc=dest.name, disable=not progress,
+                ) as bar:
+                    for block in iter(lambda: response.read(_CHUNK), b""):
+                        out.write(block)
+                        bar.update(len(block))
+            part.replace(dest)
+            return dest
+        except urllib.error.HTTPError as exc:
+            if exc.code == 416:  # range not satisfiable: the partial file is stale
+                part.unlink(missing_ok=True)
+                continue
+            raise UserFacingError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from None
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            if attempt == attempts:
+                raise UserFacingError(
+                    f"download of {url} failed ({getattr(exc, 'reason', exc)}). Check the network and run the "
+                    f"same command again (it resumes), or download the zip elsewhere and use --from FILE.zip"
+                ) from None
+            log.warning("download interrupted (%s); retrying", exc)
+            time.sleep(min(2 * attempt, 5))
+    raise UserFacingError(f"download of {url} failed after {attempts} attempts")
+
+
+def _model_root(extracted: Path) -> Path:
+    """The model directory inside an extracted zip (the zip's single top folder, or itself)."""
+    if model_problem(extracted) is None:
+        return extracted
+    entries = [p for p in extracted.iterdir() if not p.name.startswith((".", "__MACOSX"))]
+    if len(entries) == 1 and entries[0].is_dir():
+        return entries[0]
+    return extracted
+
+
+def _zip_top_name(zip_path: Path) -> str | None:
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            tops = {n.split("/", 1)[0] for n in zf.namelist() if n.strip("/") and not n.startswith("__MACOSX")}
+    except (zipfile.BadZipFile, OSError):
+        return None
+    return tops.pop() if len(tops) == 1 else None
+
+
+def install_zip(zip_path: Path, name: str, root: Path | None = None, force: bool = False) -> Path:
+    """Unpack a (verified) model zip to ``root/name`` atomically; returns the model directory."""
+    root = root or models_dir()
+    dest = root / name
+    if dest.exists() and not force:
+        raise UserFacingError(f"{dest} already exists; remove it first (cramp-coach models remove {name}) "
+                              "or install with --force")
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".installing-{name}-", dir=root))
+    try:
+        try:
+            with zipfile.ZipFile(zip_path) as zf:
+                for member in zf.namelist():
+                    target = (staging / member).resolve()
+                    if not target.is_relative_to(staging.resolve()):
+                        raise UserFacingError(f"{zip_path}: unsafe path {member!r} in the zip; not installing it")
+                zf.extractall(staging)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise UserFacingError(f"{zip_path} is not a readable zip file ({exc}); download it again") from None
+        model = _model_root(staging)
+        problem = model_problem(model)
+        if problem:
+            raise UserFacingError(f"{zip_path} does not contain a Vosk model ({problem}); nothing was installed")
+        old = None
+        if dest.exists():
+            old = root / f".removing-{name}-{os.getpid()}"
+            dest.rename(old)
+        model.rename(dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return dest
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def install(
+    name: str = DEFAULT_MODEL,
+    from_zip: Path | None = None,
+    url: str | None = None,
+    sha256: str | None = None,
+    verify: bool = True,
+    force: bool = False,
+    root: Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Install a model from the official URL, another URL, or a local zip.
+
+    A known model is always checked against its published SHA-256 unless ``verify`` is
+    False; any other zip needs ``sha256`` (or ``verify=False``, trusting it as is).
+    """
+    root = root or models_dir()
+    known = KNOWN_MODELS.get(name)
+    expected = (sha256 or (known.sha256 if known else None))
+    expected = expected.lower() if expected else None
+    if verify and expected is None:
+        raise UserFacingError(
+            f"no checksum known for {name!r}: give --sha256 HEX (from where you got the zip) or --no-verify"
+        )
+    if from_zip is None:
+        source_url = url or (known.url if known else None)
+        if source_url is None:
+            raise UserFacingError(f"unknown model {name!r}; known: {', '.join(KNOWN_MODELS)}. "
+                                  "Use --url URL --sha256 HEX or --from FILE.zip for other models")
+        root.mkdir(parents=True, exist_ok=True)
+        zip_path = root / f".{name}.zip"
+        for attempt in (1, 2):
+            download(source_url, zip_path, progress=progress)
+            if not verify or sha256_of(zip_path) == expected:
+                break
+            zip_path.unlink(missing_ok=True)  # corrupt or stale resume: one clean retry
+            if attempt == 2:
+                raise UserFacingError(f"the download of {source_url} does not match its SHA-256 checksum; "
+                                      "nothing was installed. Try again later or use --from FILE.zip")
+        try:
+            return install_zip(zip_path, name, root, force)
+        finally:
+            zip_path.unlink(missing_ok=True)
+    if not from_zip.is_file():
+        raise UserFacingError(f"{from_zip}: file not found")
+    if verify:
+        actual = sha256_of(from_zip)
+        if actual != expected:
+            raise UserFacingError(
+                f"{from_zip} does not match the SHA-256 checksum for {name} "
+                f"(expected {expected}, got {actual}); nothing was installed. "
+                "Download the zip again from the official page"
+            )
+    return install_zip(from_zip, name, root, force)
+
+
+def remove(name: str, root: Path | None = None) -> None:
+    root = root or models_dir()
+    path = root / name
+    if not path.is_dir() or name.startswith(".") or "/" in name:
+        raise UserFacingError(f"no model named {name!r} in {root} (see: cramp-coach models list)")
+    trash = root / f".removing-{name}-{os.getpid()}"
+    path.rename(trash)  # gone from find_model() at once, even if deleting takes a while
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ command line
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dir", type=Path, help="models directory (default: $CRAMP_COACH_MODELS or the data dir)")
+    sub = parser.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    inst = sub.add_parser("install", help="download (or unpack) and install a model")
+    inst.add_argument("name", nargs="?", help=f"model name (default {DEFAULT_MODEL}, or the zip's folder name)")
+    inst.add_argument("--from", dest="from_zip", type=Path, metavar="ZIP", help="install from a local zip")
+    inst.add_argument("--url", help="download from this URL instead of the official one")
+    inst.add_argument("--sha256", help="expected SHA-256 of the zip (required for unknown models)")
+    inst.add_argument("--no-verify", action="store_true", help="skip the checksum (trust the zip as is)")
+    inst.add_argument("--force", action="store_true", help="replace an installed model of the same name")
+    sub.add_parser("list", help="list installed and known models")
+    rm = sub.add_parser("remove", help="delete an installed model")
+    rm.add_argument("name")
+
+
+def run(args: argparse.Namespace) -> int:
+    root = args.dir or models_dir()
+    if args.models_command == "list":
+        installed = installed_models(root)
+        chosen = find_model(root)
+        print(f"models directory: {root}")
+        for path in installed:
+            problem = model_problem(path)
+            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+            mark = "*" if path == chosen else " "
+            status = "ok" if problem is None else f"INCOMPLETE: {problem}"
+            print(f"{mark} {path.name:40} {size:7.1f} MB  {status}")
+        if not installed:
+            print("  (none installed: the built-in PocketSphinx engine is used)")
+        for known in KNOWN_MODELS.values():
+            if not (root / known.name).exists():
+                print(f"  available: {known.name} ({known.size_mb} MB) - {known.note}")
+        return 0
+    if args.models_command == "remove":
+        remove(args.name, root)
+        print(f"removed {args.name}")
+        return 0
+    name = args.name
+    if name is None and args.from_zip is not None:
+        name = _zip_top_name(args.from_zip) or args.from_zip.stem
+    name = name or DEFAULT_MODEL
+    path = install(name, args.from_zip, args.url, args.sha256, not args.no_verify, args.force, root)
+    print(f"installed {name} in {path}")
+    return 0

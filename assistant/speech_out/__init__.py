@@ -1,0 +1,1 @@
+"""Speech out: text to speech, the voice cache, speakers."""
