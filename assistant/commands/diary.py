@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TextIO
 from assistant.errors import UserFacingError
 
 if TYPE_CHECKING:  # keep start-up light: diary (sqlite3) is imported only when used
-    from assistant.diary.store.store import Answer, Episode, Summary
+    from assistant.diary.store import Answer, Episode, Summary
 
 CSV_COLUMNS = ("time", "side", "location", "duration_s", "routines", "outcome", "answers")
 
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     import sqlite3
 
-    from assistant.diary.store.store import Diary, diary_error
+    from assistant.diary.store import Diary, diary_error
 
     with Diary(path, readonly=True) as diary:
         try:
@@ -72,14 +72,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def summarize_episodes(episodes: list[Episode]) -> Summary:
-    from assistant.diary.store.store import summarize
+    from assistant.diary.store import summarize
 
     return summarize(episodes)
 
 
 def _mention_pending(path: Path) -> None:
     """Records a session could not write yet (the diary was locked, read-only or damaged)."""
-    from assistant.diary.store.store import pending_path, read_pending
+    from assistant.diary.store import pending_path, read_pending
 
     records, bad = read_pending(path)
     if records or bad:
@@ -96,7 +96,7 @@ def _diary_path(args: argparse.Namespace) -> Path:
 
 
 def _forget(path: Path, *, assume_yes: bool) -> int:
-    from assistant.diary.store.store import diary_files, forget
+    from assistant.diary.store import diary_files, forget
 
     if path.is_dir():
         raise UserFacingError(f"{path} is a directory, not a diary file; nothing was deleted. "

@@ -330,7 +330,7 @@ def check_diary(path: Path) -> Iterator[Check]:
     elif not os.access(path, os.R_OK | os.W_OK):
         yield Check(FAIL, f"diary: {path} is not readable and writable by you", f"chown $USER {path}")
     try:
-        from assistant.diary.store.store import Diary
+        from assistant.diary.store import Diary
 
         with Diary(path) as diary:
             count = len(diary.episodes())

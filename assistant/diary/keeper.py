@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from assistant.conversation.events import Record
-from assistant.diary.store.store import Diary, DiaryError, diary_error, pending_path, save_pending
+from assistant.diary.store import Diary, DiaryError, diary_error, pending_path, save_pending
 from assistant.errors import UserFacingError
 
 log = logging.getLogger(__name__)
