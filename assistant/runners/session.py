@@ -72,7 +72,7 @@ def open_session(config: Config, clock: Clock, *, seed: int | None = None, use_d
 
 def _open_diary(config: Config) -> Any:
     """A keeper for the diary: a locked, read-only or damaged file warns once and loses nothing."""
-    from assistant.diary.store.keeper import DiaryKeeper
+    from assistant.diary.keeper import DiaryKeeper
 
     return DiaryKeeper(config.diary_path)
 
