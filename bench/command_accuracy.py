@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import RATE, ROOT, WORKER, init_worker, seed_of, speech, utterances_like_live, wilson
+from bench.common import RATE, ROOT, WORKER, init_worker, seed_of, speech, wilson
+from bench.common import listen_like_live as common_listen
 
 log = logging.getLogger(__name__)
 
@@ -165,17 +166,13 @@ def scene_for(utt: Utterance, before: float = 1.5, after: float = 1.0) -> np.nda
 
 
 def listen_like_live(recognizer: Any, intent_set: Any, audio: np.ndarray, only: Sequence[str]) -> tuple[str, Any]:
-    """The heard texts of ``audio`` as the live coach cuts it (" | " between utterances)
-    and the first match among ``only``."""
-    from assistant.speech_in.recognizers import understand
-
-    recognizer.set_context(list(only))
+    """The heard texts of ``audio`` as the live coach cuts and decodes it (" | " between
+    utterances) and the first match among ``only``."""
     heard: list[str] = []
     first = None
-    for _, transcript, _ in utterances_like_live(recognizer, audio):
-        heard.append(transcript.text)
-        match = understand(intent_set, transcript, list(only))
-        first = first if first is not None else match
+    for _, decoded, _ in common_listen(recognizer, intent_set, audio, only):
+        heard.append(decoded.transcript.text)
+        first = first if first is not None else decoded.match
     return " | ".join(heard), first
 
 

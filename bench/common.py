@@ -140,25 +140,22 @@ def init_worker(engine: str, model: str | None) -> None:
     WORKER["recognizer"] = create_recognizer(intent_set, engine, Path(model) if model else None)
 
 
-def utterances_like_live(recognizer: Any, audio: np.ndarray) -> Iterator[tuple[float, Any, bool]]:
-    """Feed ``audio`` 20 ms at a time through the endpointer into ``recognizer``, as
-    assistant/runners/live.py does; yields ``(end time s, transcript, cut)`` per utterance, ``cut``
-    for one still going when the audio ran out. The recognizer's context is the caller's."""
+def listen_like_live(recognizer: Any, intent_set: Any, audio: np.ndarray,
+                     only: Any = None) -> Iterator[tuple[float, Any, bool]]:
+    """Feed ``audio`` 20 ms at a time through the live coach's utterance pipeline
+    (:mod:`assistant.speech_in.pipeline`: endpointer, recognizer in context ``only``,
+    confidence clean-up, understand); yields ``(end time s, Decoded, cut)`` per utterance,
+    ``cut`` for one still going when the audio ran out."""
+    from assistant.speech_in.pipeline import Decoder, listen
     from assistant.speech_in.vad import Endpointer
 
-    endpointer = Endpointer(RATE)
-    block = int(RATE * 0.02)
-    active = False
-    for i in range(0, len(audio) - block + 1, block):
-        seg = endpointer.process(audio[i:i + block])
-        if seg.started:
-            recognizer.start_utterance()
-            active = True
-        if active:
-            for b in seg.audio:
-                recognizer.accept_audio(b.tobytes())
-        if active and seg.ended:
-            active = False
-            yield i / RATE, recognizer.end_utterance(), False
-    if active:
-        yield len(audio) / RATE, recognizer.end_utterance(), True
+    yield from listen(Decoder(recognizer, intent_set), Endpointer(RATE), audio,
+                      list(only) if only is not None else None)
+
+
+def utterances_like_live(recognizer: Any, audio: np.ndarray, only: Any = None,
+                         intent_set: Any = None) -> Iterator[tuple[float, Any, bool]]:
+    """:func:`listen_like_live` as ``(end time s, transcript, cut)`` (older callers)."""
+    intents = intent_set if intent_set is not None else recognizer.intent_set
+    for at, decoded, cut in listen_like_live(recognizer, intents, audio, only):
+        yield at, decoded.transcript, cut

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import RATE, ROOT, WORKER, init_worker, seed_of, speech, utterances_like_live
+from bench.common import RATE, ROOT, WORKER, init_worker, listen_like_live, seed_of, speech
 
 log = logging.getLogger(__name__)
 
@@ -110,20 +110,18 @@ def render(conv: Conversation) -> tuple[np.ndarray, float]:
 def _listen(conv: Conversation) -> dict[str, Any]:
     """Stream one conversation through endpointer + idle-context recognizer."""
     from assistant.conversation.dialog import CONTEXTS
-    from assistant.speech_in.recognizers import understand
 
     recognizer, intent_set = WORKER["recognizer"], WORKER["intent_set"]
     audio, spoken = render(conv)
     idle = list(CONTEXTS["idle"])
-    recognizer.set_context(idle)
     utterances = 0
     triggers = []
     t0 = time.process_time()
-    for at, transcript, cut in utterances_like_live(recognizer, audio):
+    for at, decoded, cut in listen_like_live(recognizer, intent_set, audio, idle):
         if cut:
             continue
         utterances += 1
-        match = understand(intent_set, transcript, idle)
+        transcript, match = decoded.transcript, decoded.match
         if match is not None:
             triggers.append({"at_s": round(at, 2), "heard": transcript.text, "intent": match.intent,
                              "confidence": round(transcript.confidence, 3), "noise": conv.noise,

@@ -80,8 +80,9 @@ def test_text_mode_completes_a_whole_session(tmp_path: Path) -> None:
     s.expect("comes back")
     assert s.close() == 0
     events = [json.loads(line) for line in s.log_path.read_text().splitlines()]
-    says = [e for e in events if e["type"] == "say"]
-    cues = [e for e in says if e["kind"] == "cue"]
+    cues = [e for e in events if e["type"] == "cue"]  # cue rows, as in the live coach's log
+    assert cues and all(e["kind"] == "cue" for e in cues)
+    assert not [e for e in events if e["type"] == "say" and e["kind"] == "cue"]
     assert [e["key"] for e in cues[-8:]] == [f"countdown.{n}" for n in (20, 10, 5, 4, 3, 2, 1, 0)]
     gaps = [b["t"] - a["t"] for a, b in zip(cues[-6:], cues[-5:], strict=False)]
     assert all(abs(g - 1.0) < 0.5 for g in gaps), gaps  # 1 s apart on the coach's (scaled) clock

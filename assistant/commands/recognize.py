@@ -5,7 +5,9 @@ Other tools rely on the output format (see the brief)::
     {"file": ..., "text": ..., "intent": name-or-null, "slots": {...}, "confidence": x}
 
 A file that cannot be read prints an error on stderr and a JSON line with ``"error"``;
-the remaining files are still recognized and the exit code is 1.
+the remaining files are still recognized and the exit code is 1. Each file is one
+utterance, decoded and cleaned up exactly as the live coach decodes one
+(:mod:`assistant.speech_in.pipeline`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from assistant.conversation.intents import IntentSet
     from assistant.errors import UserFacingError
     from assistant.paths import prompts_dir
-    from assistant.speech_in.recognizers import DEFAULT_FLOOR, create_recognizer, recognize_pcm
+    from assistant.speech_in.pipeline import Decoder, UtteranceContext, decode_whole
+    from assistant.speech_in.recognizers import create_recognizer
     from assistant.speech_in.wav import read_wav
 
     intent_set = IntentSet.load(args.intents or prompts_dir() / "intents.yaml")
@@ -43,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
             raise UserFacingError(str(exc)) from None
     engine = args.engine or ("vosk" if args.model else "auto")
     recognizer = create_recognizer(intent_set, engine, args.model)
-    floor = DEFAULT_FLOOR if args.floor is None else args.floor
+    decoder = Decoder(recognizer, intent_set, lambda: create_recognizer(intent_set, engine, args.model),
+                      floor=args.floor)  # as the live coach decodes
+    ctx = UtteranceContext(tuple(only) if only is not None else None)
     failed = 0
     for path in args.files:
         try:
@@ -54,12 +60,22 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps({"file": str(path), "error": str(exc), "text": "", "intent": None,
                               "slots": {}, "confidence": 0.0}), flush=True)
             continue
-        transcript, match = recognize_pcm(recognizer, pcm, only, intent_set, floor)
+        decoded = decode_whole(decoder, pcm, ctx)  # the file is the utterance
+        for row in _drain(decoder.errors):
+            failed += row["type"] == "recognizer_error"
+            print(f"cramp-coach recognize: {path}: the recognizer failed ({row['error']})", file=sys.stderr)
         print(json.dumps({
             "file": str(path),
-            "text": transcript.text,
-            "intent": match.intent if match else None,
-            "slots": dict(match.slots) if match else {},
-            "confidence": round(transcript.confidence, 3),
+            "text": decoded.transcript.text,
+            "intent": decoded.intent,
+            "slots": decoded.slots,
+            "confidence": round(decoded.transcript.confidence, 3),
         }), flush=True)
     return 1 if failed else 0
+
+
+def _drain(q: Any) -> list[dict[str, Any]]:
+    rows = []
+    while not q.empty():
+        rows.append(q.get_nowait())
+    return rows

@@ -10,12 +10,7 @@ talks, and while the microphone is unplugged. No speaker → a text trace on std
 from __future__ import annotations
 
 import argparse
-import collections
-import dataclasses
 import logging
-import math
-import queue
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,11 +20,19 @@ import numpy as np
 
 from assistant.config import config_for
 from assistant.conversation.events import MICROPHONE, SPEAKER
-from assistant.speech_in.echo import echo_score
+from assistant.speech_in.pipeline import (  # noqa: F401 - BARGE_IN_MAX_SECONDS, RECOGNIZER_RETRIES: re-exported
+    BARGE_IN_MAX_SECONDS,
+    RECOGNIZER_RETRIES,
+    Decoded,
+    ThreadedDecoder,
+    UtteranceContext,
+    UtterancePipeline,
+)
+from assistant.speech_in.recognizers import Transcript
 
 if TYPE_CHECKING:
     from assistant.conversation.timers import Clock
-    from assistant.runners.session import EventLog, Session
+    from assistant.runners.session import EventLog
     from assistant.runners.turn_taking import TurnTaking
     from assistant.speech_in.vad import Endpointer
     from assistant.speech_out.speak import CachedRenderer, Speaker
@@ -41,175 +44,12 @@ SHUTDOWN_SPEECH_LIMIT = 8.0
 """Seconds the parting line may take when the coach is stopped mid-episode (a service
 manager allows far more; a second Ctrl-C cuts it short)."""
 
-BARGE_IN_MAX_SECONDS = 2.0
-"""A barge-in word is short: audio beyond this, begun while the coach talks, is its own
-voice or noise — it is not decoded (decoding it would only cost time)."""
-
-
-RECOGNIZER_RETRIES = 3
-"""Utterances in a row the recognizer may fail on before it is created afresh."""
-
 RECOGNIZER_HANG_SECONDS = 10.0
 """A single recognizer call taking this long is stuck (decoding a long utterance takes
 well under a second): its thread is abandoned and a fresh recognizer takes over."""
 
-
-class RecognizerWorker:
-    """Runs the recognizer in its own thread so decoding never delays a countdown cue.
-
-    Every utterance gets a result. When the recognizer raises (or returns something that
-    is not a transcript) the utterance is reported as heard-but-empty, so the coach says
-    it didn't catch that and the silence re-prompts keep working; after
-    ``RECOGNIZER_RETRIES`` failed utterances in a row a ``factory`` recreates it.
-    """
-
-    def __init__(self, recognizer: Any, intent_set: Any, factory: Callable[[], Any] | None = None,
-                 now: Callable[[], float] = time.monotonic) -> None:
-        self.recognizer = recognizer
-        """None: made by ``factory`` on the worker's own thread before the first job."""
-        self.intent_set = intent_set
-        self.factory = factory
-        self._now = now
-        self.busy_since: float | None = None
-        """When the job now running began (``now`` clock); None while waiting for work."""
-        self.owed: collections.deque[Any] = collections.deque()
-        """Contexts of ended utterances whose result has not been posted yet."""
-        self._jobs: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self.results: queue.Queue[tuple[Any, Any, Any]] = queue.Queue()
-        self.errors: queue.Queue[dict[str, Any]] = queue.Queue()
-        """Event-log rows about failures (read by the loop, which owns the log)."""
-        self.failures = 0
-        """Failed utterances in a row."""
-        self.recreated = 0
-        self._failed = False
-        self._pending = 0
-        self._idle = threading.Condition()
-        self._thread = threading.Thread(target=self._work, name="recognizer", daemon=True)
-        self._thread.start()
-
-    def start(self, ctx: Any) -> None:
-        self._put("start", ctx)
-
-    def audio(self, pcm: bytes) -> None:
-        self._put("audio", pcm)
-
-    def end(self, ctx: Any) -> None:
-        self.owed.append(ctx)
-        self._put("end", ctx)
-
-    def hung(self, limit: float = RECOGNIZER_HANG_SECONDS) -> bool:
-        """One call has been running ``limit`` seconds: the recognizer is stuck."""
-        since = self.busy_since
-        return since is not None and self._now() - since >= limit
-
-    def _post(self, ctx: Any, transcript: Any, match: Any) -> None:
-        if self.owed and self.owed[0] is ctx:
-            self.owed.popleft()
-        self.results.put((ctx, transcript, match))
-
-    def abort(self) -> None:
-        """Drop the utterance in progress without a result (the microphone went away)."""
-        self._put("abort", None)
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Block until every queued job is done (tests, shutdown); False on timeout."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
-
-    def _put(self, kind: str, data: Any) -> None:
-        with self._idle:
-            self._pending += 1
-        self._jobs.put((kind, data))
-
-    def _work(self) -> None:
-        while True:
-            kind, data = self._jobs.get()
-            self.busy_since = self._now()
-            try:
-                if self.recognizer is None and self.factory is not None:
-                    self._create()
-                self._do(kind, data)
-            finally:
-                self.busy_since = None
-                with self._idle:
-                    self._pending -= 1
-                    self._idle.notify_all()
-
-    def _do(self, kind: str, data: Any) -> None:
-        from assistant.speech_in.recognizers import Transcript, understand
-
-        if kind == "start":
-            self._failed = False
-        elif self._failed and kind == "audio":
-            return  # this utterance is lost already; don't log the same failure per block
-        try:
-            if kind == "start":
-                self.recognizer.set_context(list(data.intents))
-                self.recognizer.start_utterance()
-            elif kind == "audio":
-                self.recognizer.accept_audio(data)
-            elif kind == "abort":
-                self.recognizer.end_utterance()
-            elif not self._failed:
-                transcript = _checked(self.recognizer.end_utterance())
-                match = understand(self.intent_set, transcript, list(data.intents))
-                self.failures = 0
-                self._post(data, transcript, match)
-        except Exception as exc:  # noqa: BLE001 - one bad utterance must not end the coach
-            log.exception("recognizer failed on %s", kind)
-            self.errors.put({"type": "recognizer_error", "stage": kind, "error": _first_line(exc)})
-            self._failed = True
-        if kind == "end" and self._failed:
-            try:  # leave the decoder out of the broken utterance, if it still answers
-                self.recognizer.end_utterance()
-            except Exception:  # noqa: BLE001 - it is failing already
-                log.debug("end_utterance after a failure", exc_info=True)
-            self._post(data, Transcript("", 0.0), None)  # heard, not understood
-            self.failures += 1
-            if self.failures >= RECOGNIZER_RETRIES:
-                self._recreate()
-
-    def _recreate(self) -> None:
-        if self.factory is None:
-            return
-        log.warning("the recognizer failed %d utterances in a row; creating it afresh", self.failures)
-        if self._create():
-            self.recreated += 1
-            self.failures = 0
-            self.errors.put({"type": "recognizer_recreated", "count": self.recreated})
-
-    def _create(self) -> bool:
-        assert self.factory is not None
-        try:
-            self.recognizer = self.factory()
-        except Exception as exc:  # noqa: BLE001 - keep the old one; try again after more failures
-            log.exception("could not create the recognizer")
-            self.errors.put({"type": "recognizer_error", "stage": "create", "error": _first_line(exc)})
-            return False
-        return True
-
-
-def _checked(transcript: Any) -> Any:
-    """A recognizer's result made safe: text must be text; a confidence that is not a
-    number in 0..1 (NaN, inf, negative) counts as no confidence at all."""
-    from assistant.speech_in.recognizers import Transcript
-
-    text = transcript.text
-    if not isinstance(text, str):
-        raise TypeError(f"recognizer returned {type(text).__name__} instead of text")
-    try:
-        confidence = float(transcript.confidence)
-    except (TypeError, ValueError):
-        confidence = 0.0
-    if not math.isfinite(confidence) or not 0.0 <= confidence <= 1.0001:
-        log.warning("recognizer confidence %r is out of range; treating it as 0", transcript.confidence)
-        confidence = 0.0
-    return Transcript(text, min(confidence, 1.0))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+RecognizerWorker = ThreadedDecoder
+"""The live loop's decoder: the pipeline's recognizer side on its own thread."""
 
 
 class LiveLoop:
@@ -227,14 +67,14 @@ class LiveLoop:
                  clock: Clock, recognizer_factory: Callable[[], Any] | None = None) -> None:
         self.tt = turn_taking
         self.mic = mic
-        self.worker = RecognizerWorker(recognizer, turn_taking.intent_set, recognizer_factory, now=clock.now)
         self.recognizer_factory = recognizer_factory
+        self.pipeline = UtterancePipeline(
+            ThreadedDecoder(recognizer, turn_taking.intent_set, recognizer_factory, now=clock.now),
+            endpointer, turn_taking.utterance_started, lambda: getattr(self.tt.speaker, "history", None))
         self.deaf = False
         """The recognizer got stuck and could not be replaced: nothing can be heard."""
         self.endpointer = endpointer
         self.clock = clock
-        self.ctx: Any = None
-        self.fed_seconds = 0.0
         self.running = True
         self.stop_reason: str | None = None
         """The signal that asked the loop to stop, if one did."""
@@ -242,6 +82,18 @@ class LiveLoop:
         """What the coach was last told about each device."""
         self._overflows_seen = 0
         self._overflow_row_at = -self.OVERFLOW_LOG_SECONDS
+
+    @property
+    def worker(self) -> ThreadedDecoder:
+        """The recognizer side of the pipeline (replaced when it gets stuck)."""
+        decoder = self.pipeline.decoder
+        assert isinstance(decoder, ThreadedDecoder)
+        return decoder
+
+    @property
+    def ctx(self) -> UtteranceContext | None:
+        """The utterance under way, if any."""
+        return self.pipeline.ctx
 
     def step(self, max_wait: float = 0.05) -> None:
         """Wait for audio (up to the next deadline) and handle whatever is due."""
@@ -258,32 +110,7 @@ class LiveLoop:
         self.tt.poll()
 
     def _audio(self, samples: np.ndarray, t: float) -> None:
-        seg = self.endpointer.process(samples)
-        if seg.started:
-            self.ctx = self.tt.utterance_started()
-            self.fed_seconds = 0.0
-            self.utterance: list[np.ndarray] = []
-            self.worker.start(self.ctx)
-            log.debug("speech started (barge-in grammar: %s)", self.ctx.barge_in)
-        if self.ctx is not None:
-            self.utterance.extend(seg.audio)
-            for block in seg.audio:
-                if self.ctx.barge_in and self.fed_seconds >= BARGE_IN_MAX_SECONDS:
-                    break
-                self.worker.audio(block.tobytes())
-                self.fed_seconds += len(block) / 16000
-        if seg.ended and self.ctx is not None:
-            ctx = self.ctx
-            if ctx.coach_text:  # begun over (or just after) the coach's voice: is it its echo?
-                history = getattr(self.tt.speaker, "history", None)
-                if history is not None and self.utterance:
-                    score = echo_score(np.concatenate(self.utterance), t, history)
-                    ctx = dataclasses.replace(ctx, echo_score=score)
-                    log.debug("echo score %.2f", score)
-            if ctx.barge_in and self.fed_seconds >= BARGE_IN_MAX_SECONDS:
-                ctx = dataclasses.replace(ctx, too_long=True)
-            self.worker.end(ctx)
-            self.ctx = None
+        self.pipeline.feed(samples, t)
 
     def _watch_devices(self) -> None:
         """Turn device state into events for the coach (on transitions only)."""
@@ -291,11 +118,8 @@ class LiveLoop:
         mic_ok = mic_ok and not self.deaf
         if mic_ok != self.device_ok[MICROPHONE]:
             self.device_ok[MICROPHONE] = mic_ok
-            if not mic_ok and self.ctx is not None:  # cut off mid-utterance: nothing to decode
-                self.worker.abort()
-                self.ctx = None
-            if not mic_ok:
-                self.endpointer.reset()
+            if not mic_ok:  # cut off mid-utterance: nothing to decode
+                self.pipeline.abort()
             self.tt.device_changed(MICROPHONE, mic_ok)
         overflows = int(getattr(self.mic, "overflows", 0) or 0)
         now = self.clock.now()
@@ -319,38 +143,27 @@ class LiveLoop:
         (as for a lost microphone) rather than waiting for an answer that never comes.
         """
         old = self.worker
-        if not old.hung():
+        if not old.hung(RECOGNIZER_HANG_SECONDS):
             return
         log.error("the recognizer has been stuck for %.0f s; abandoning it", RECOGNIZER_HANG_SECONDS)
         self.tt.events.write({"type": "recognizer_hung", "seconds": RECOGNIZER_HANG_SECONDS})
-        self.worker = RecognizerWorker(None, self.tt.intent_set, self.recognizer_factory, now=self.clock.now)
+        self.pipeline.decoder = ThreadedDecoder(None, self.tt.intent_set, self.recognizer_factory,
+                                                now=self.clock.now)
         if self.ctx is not None:  # the utterance in progress went to the stuck one
-            self.ctx = None
-            self.endpointer.reset()
+            self.pipeline.drop()
             self.tt.user_speaking = False
         for ctx in list(old.owed):  # heard, not understood: the coach moves on
-            self.tt.utterance_ended(ctx, "", 0.0, None, {})
+            self.tt.heard(Decoded(ctx, Transcript("", 0.0), None))
         old.owed.clear()
         self.deaf = self.recognizer_factory is None  # (the next device check tells the coach)
 
     def _results(self) -> None:
-        while True:
-            try:
-                row = self.worker.errors.get_nowait()
-            except queue.Empty:
-                break
+        for row in self.pipeline.error_rows():
             self.tt.events.write(row)
-        while True:
-            try:
-                ctx, transcript, match = self.worker.results.get_nowait()
-            except queue.Empty:
-                return
-            if getattr(ctx, "too_long", False):
-                self.tt.utterance_ended(ctx, transcript.text, transcript.confidence, None, {})
-                continue
-            log.info("heard %r -> %s", transcript.text, match.intent if match else None)
-            self.tt.utterance_ended(ctx, transcript.text, transcript.confidence,
-                                    match.intent if match else None, match.slots if match else {})
+        for decoded in self.pipeline.results():
+            if not decoded.ctx.too_long:
+                log.info("heard %r -> %s", decoded.transcript.text, decoded.intent)
+            self.tt.heard(decoded)
 
     def run(self) -> None:
         self.tt.start()
@@ -371,11 +184,12 @@ class LiveLoop:
             time.sleep(0.02)
 
 
-def make_speaker(renderer: CachedRenderer, device: str | int | None, events: EventLog) -> Speaker:
+def make_speaker(renderer: CachedRenderer | None, device: str | int | None, events: EventLog) -> Speaker:
     """The speaker; while there is none (or it fails) a text trace on stdout, and it is
     tried again every few seconds (logged, never fatal)."""
     from assistant.speech_out.speak import DeviceSpeaker, ResilientSpeaker
 
+    assert renderer is not None, "the live coach needs a voice"
     speaker = ResilientSpeaker(renderer, lambda: DeviceSpeaker(renderer, device))
     if speaker.device is None:
         log.warning("no speaker (%s): the coach will print what it says instead", speaker.open_error)
@@ -386,29 +200,22 @@ def make_speaker(renderer: CachedRenderer, device: str | int | None, events: Eve
 def run_live(args: argparse.Namespace) -> int:
     from assistant.conversation.timers import MonotonicClock
     from assistant.runners.memory import return_big_buffers_to_the_system
-    from assistant.runners.session import EventLog, open_session
+    from assistant.runners.session import build_session
     from assistant.runners.signals import EXIT_CODES, graceful_shutdown
-    from assistant.runners.turn_taking import TurnTaking
     from assistant.speech_in.audio import check_microphone, open_microphone, parse_device
-    from assistant.speech_in.recognizers import create_recognizer
     from assistant.speech_in.vad import Endpointer
-    from assistant.speech_out.speak import VoiceSettings, create_renderer
 
     return_big_buffers_to_the_system()  # days of audio buffers must not fragment the heap
     config = config_for(args)
     clock = MonotonicClock()
     input_device = parse_device(config.input_device)
     check_microphone(input_device)  # no mic → UserFacingError with the way out, before loading anything
-    session = open_session(config, clock, seed=getattr(args, "seed", None))
-    events = EventLog(_path(getattr(args, "log_events", None)), clock)
-    renderer = create_renderer(VoiceSettings(config.tts, config.voice, config.rate, config.volume))
-    _prewarm(renderer, session)
-    speaker = make_speaker(renderer, parse_device(config.output_device), events)
-    recognizer = create_recognizer(session.content.intents, config.engine, config.model_path)
-    tt = TurnTaking(session, clock, speaker, events)
+    output_device = parse_device(config.output_device)
+    run = build_session(config, clock, lambda renderer, events: make_speaker(renderer, output_device, events),
+                        events=_path(getattr(args, "log_events", None)), seed=getattr(args, "seed", None))
     mic = open_microphone(input_device)  # opened last: model loading must not stall its stream
-    loop = LiveLoop(tt, mic, recognizer, Endpointer(), clock, recognizer_factory=lambda: create_recognizer(
-        session.content.intents, config.engine, config.model_path))
+    loop = LiveLoop(run.turn_taking, mic, run.recognizer, Endpointer(), clock,
+                    recognizer_factory=run.recognizer_factory)
     print("Cramp Coach is listening. Say \"my foot is cramping\" when it happens. Ctrl-C quits.", flush=True)
     with graceful_shutdown(loop.request_stop):
         try:
@@ -418,27 +225,11 @@ def run_live(args: argparse.Namespace) -> int:
             if mic.overflows or mic.dropped:
                 log.warning("microphone overflows: %d, dropped blocks: %d", mic.overflows, mic.dropped)
             mic.close()
-            speaker.close()
+            run.speaker.close()
             log.info("microphone and speaker released")
-            events.close()
-            session.close()
+            run.close()
             log.info("diary closed")
     return EXIT_CODES.get(loop.stop_reason or "", 0)
-
-
-def _prewarm(renderer: CachedRenderer, session: Session) -> None:
-    """Render the lines that open an episode and the countdown cues now (~10 ms each)."""
-    content = session.content
-    texts = [t for key in ("relief.start", "help.idle") if key in content.lines
-             for t in content.lines[key].options]
-    texts += [t for cue in content.countdown for t in cue.say.options]
-    for text in texts:
-        if "{" in text:
-            continue
-        try:
-            renderer.render(text)
-        except Exception:  # noqa: BLE001 - prewarming is an optimisation only
-            log.debug("prewarm failed", exc_info=True)
 
 
 def _path(value: str | None) -> Path | None:

@@ -81,30 +81,46 @@ def parse_turns(tokens: list[str]) -> list[Turn]:
 
 
 class TimelineSpeaker:
-    """A speaker that writes into one long recording on the virtual clock."""
+    """A speaker that writes into one long recording on the virtual clock.
+
+    It also keeps what it played at the microphone's rate (for the echo path of
+    :class:`MicTimeline`) and answers the echo check's loudness questions from it, as the
+    device speaker's :class:`~assistant.speech_in.echo.PlaybackHistory` does live.
+    """
 
     def __init__(self, renderer: object, clock: object, rate: int = 22050) -> None:
         self.renderer = renderer
         self.clock = clock
         self.rate = rate
         self.audio = np.zeros(0, np.float32)
+        self.played = np.zeros(0, np.float32)
+        """What came out of the speaker, at 16 kHz (cut where a line was stopped)."""
         self.busy_until = 0.0
         self._line: tuple[float, float, str] | None = None
         self.started_lines: list[float] = []
 
+    @staticmethod
+    def _grow(buf: np.ndarray, n: int, rate: int) -> np.ndarray:
+        if n > len(buf):
+            return np.concatenate([buf, np.zeros(n - len(buf) + rate * 10, np.float32)])
+        return buf
+
     def _ensure(self, n: int) -> None:
-        if n > len(self.audio):
-            self.audio = np.concatenate([self.audio, np.zeros(n - len(self.audio) + self.rate * 10, np.float32)])
+        self.audio = self._grow(self.audio, n, self.rate)
 
     def say(self, text: str) -> float:
         from assistant.speech_out.speak import resample
 
         rendered = self.renderer.render(text)  # type: ignore[attr-defined]
         samples = resample(rendered.samples, rendered.rate, self.rate).astype(np.float32)
+        heard = resample(rendered.samples, rendered.rate, RATE).astype(np.float32)
         now = self.clock.now()  # type: ignore[attr-defined]
         at = int(now * self.rate)
         self._ensure(at + len(samples))
         self.audio[at:at + len(samples)] += samples
+        at16 = int(round(now * RATE))
+        self.played = self._grow(self.played, at16 + len(heard), RATE)
+        self.played[at16:at16 + len(heard)] += heard
         duration = len(samples) / self.rate
         self.busy_until = now + duration
         self._line = (now, self.busy_until, text)
@@ -124,7 +140,11 @@ class TimelineSpeaker:
         now = self.clock.now()  # type: ignore[attr-defined]
         if self._line and now < self.busy_until:
             self.audio[int(now * self.rate):int(self.busy_until * self.rate) + 1] = 0.0
+            self.played[int(round(now * RATE)):int(self.busy_until * RATE) + 1] = 0.0
             self.busy_until = now
+
+    def close(self) -> None:
+        pass
 
     @property
     def speaking(self) -> bool:
@@ -134,18 +154,85 @@ class TimelineSpeaker:
     def current_text(self) -> str | None:
         return self._line[2] if self._line and self.speaking else None
 
+    @property
+    def history(self) -> TimelineSpeaker:
+        """The echo check's view of what was played (:meth:`window`)."""
+        return self
+
+    def window(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
+        """Loudness per 10 ms frame played between ``t0`` and ``t1`` (the speaker's history)."""
+        from assistant.speech_in.echo import FRAME
+
+        n = int(RATE * FRAME)
+        until = min(t1, self.clock.now())  # type: ignore[attr-defined]
+        first, last = max(0, int(np.ceil(t0 / FRAME))), int(until / FRAME)
+        if last <= first:
+            return np.zeros(0), np.zeros(0)
+        frames = self._grow(self.played, (last + 1) * n, RATE)[first * n:(last + 1) * n]
+        levels = np.abs(frames[:(last + 1 - first) * n]).reshape(-1, n).mean(axis=1)
+        return np.arange(first, last + 1) * FRAME, levels
+
     def samples(self, until: float) -> np.ndarray:
         n = int(max(until, self.busy_until) * self.rate)
         self._ensure(n)
         return np.clip(self.audio[:n], -32768, 32767).astype(np.int16)
 
 
+class MicTimeline:
+    """What the microphone hears on the virtual clock: the person's turns, the coach's own
+    voice coming back (``echo_gain`` × the speaker, ``echo_delay`` s later; 0 = none) and
+    a faint room-noise floor (exact digital silence is not a microphone)."""
+
+    def __init__(self, speaker: TimelineSpeaker, echo_gain: float = 0.0, echo_delay: float = 0.1,
+                 noise: float = 2.0, seed: int = 0) -> None:
+        self.speaker = speaker
+        self.echo_gain = echo_gain
+        self.echo_delay = int(round(echo_delay * RATE))
+        self.noise = noise
+        self.rng = np.random.default_rng(seed)
+        self.user = np.zeros(0, np.float32)
+        self.user_until = 0
+        """Sample index where the person's last turn ends."""
+
+    def add(self, samples: np.ndarray, at: float) -> float:
+        """The person says ``samples`` (16 kHz) from clock time ``at``; returns when it ends."""
+        start = int(round(at * RATE))
+        self.user = TimelineSpeaker._grow(self.user, start + len(samples), RATE)
+        self.user[start:start + len(samples)] += samples.astype(np.float32)
+        self.user_until = max(self.user_until, start + len(samples))
+        return (start + len(samples)) / RATE
+
+    def audible(self, i0: int, i1: int) -> bool:
+        """Anything but the noise floor between sample ``i0`` and ``i1``."""
+        if i0 < self.user_until and np.any(self.user[i0:min(i1, len(self.user))]):
+            return True
+        if self.echo_gain <= 0:
+            return False
+        played = self.speaker.played[max(0, i0 - self.echo_delay):max(0, i1 - self.echo_delay)]
+        return bool(np.any(played))
+
+    def block(self, i0: int, i1: int) -> np.ndarray:
+        """Samples ``i0``..``i1`` as int16, as the microphone delivers them."""
+        out = self.rng.normal(0.0, self.noise, i1 - i0)
+        user = self.user[i0:i1]
+        out[:len(user)] += user
+        if self.echo_gain > 0:
+            j0, j1 = i0 - self.echo_delay, i1 - self.echo_delay
+            played = self.speaker.played[max(0, j0):max(0, j1)]
+            if len(played):
+                out[(i1 - i0) - len(played) if j0 < 0 else 0:][:len(played)] += self.echo_gain * played
+        return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
+
+
 class Simulation:
-    """Runs turns against a :class:`TurnTaking` on a :class:`FakeClock`."""
+    """Runs turns against a :class:`TurnTaking` on a :class:`FakeClock`, hearing through the
+    same utterance pipeline as the live loop, 20 ms of microphone at a time."""
 
     def __init__(self, turn_taking: object, speaker: TimelineSpeaker, recognizer: object,
-                 clock: object, realtime: bool = False, with_user: bool = False, seed: int = 0) -> None:
+                 clock: object, realtime: bool = False, with_user: bool = False, seed: int = 0,
+                 echo_gain: float = 0.0, echo_delay: float = 0.1) -> None:
         from assistant.runners.turn_taking import TurnTaking
+        from assistant.speech_in.pipeline import Decoder, UtterancePipeline
         from assistant.speech_in.vad import Endpointer
 
         assert isinstance(turn_taking, TurnTaking)
@@ -156,20 +243,47 @@ class Simulation:
         self.realtime = realtime
         self.with_user = with_user
         self.endpointer = Endpointer(RATE)
-        self.rng = np.random.default_rng(seed)
+        self.mic = MicTimeline(speaker, echo_gain, echo_delay, seed=seed)
+        self.pipeline = UtterancePipeline(Decoder(recognizer, turn_taking.intent_set), self.endpointer,
+                                          turn_taking.utterance_started, lambda: speaker.history)
+        self.heard_until = int(round(clock.now() * RATE))  # type: ignore[attr-defined]
+        """Sample index up to which the microphone has been fed."""
         self._real_origin = time.monotonic()
 
     # ------------------------------------------------------------- time
 
-    def _advance_to(self, t: float) -> None:
-        now = self.clock.now()  # type: ignore[attr-defined]
-        if t <= now:
+    def _set_clock(self, t: float) -> None:
+        if t <= self.clock.now():  # type: ignore[attr-defined]
             return
         if self.realtime:
             delay = t - (time.monotonic() - self._real_origin)
             if delay > 0:
                 time.sleep(delay)
         self.clock.set(t)  # type: ignore[attr-defined]
+
+    def _advance_to(self, t: float) -> None:
+        """Let time pass to ``t``: the microphone is heard block by block while there is
+        sound in it (or an utterance under way); silent stretches are skipped."""
+        n = int(RATE * CHUNK_SECONDS)
+        target = int(round(t * RATE))
+        while self.heard_until + n <= target:
+            i0, i1 = self.heard_until, self.heard_until + n
+            wake = self.tt.next_wakeup()
+            if wake is not None and self.clock.now() < wake < i1 / RATE:  # type: ignore[attr-defined]
+                self._set_clock(wake)  # a cue is due mid-block: on time, as live
+                self.tt.poll()
+            if self.pipeline.ctx is None and not self.endpointer.in_speech and not self.mic.audible(i0, target):
+                self.heard_until = target - (target - i0) % n  # nothing to hear: jump (whole blocks)
+                self._set_clock(self.heard_until / RATE)
+                self.tt.poll()
+                continue
+            self._set_clock(i1 / RATE)
+            self.tt.poll()
+            self.pipeline.feed(self.mic.block(i0, i1), i1 / RATE)
+            for decoded in self.pipeline.results():
+                self.tt.heard(decoded)
+            self.heard_until = i1
+        self._set_clock(t)
 
     def _step(self, limit: float) -> None:
         """Advance to the next thing due (or ``limit``) and handle it."""
@@ -184,12 +298,15 @@ class Simulation:
             from assistant.runners.turn_taking import ECHO_TAIL
 
             times.append(self.tt.spoken_until + ECHO_TAIL)
+        if self.pipeline.ctx is not None or self.mic.audible(self.heard_until, self.heard_until + 1) \
+                or self.endpointer.in_speech:
+            times.append(now + CHUNK_SECONDS)  # something to hear: one block at a time
         self._advance_to(max(now, min(times)))
         self.tt.poll()
 
     def run_for(self, seconds: float) -> None:
         end = self.clock.now() + seconds  # type: ignore[attr-defined]
-        while self.clock.now() < end:  # type: ignore[attr-defined]
+        while self.clock.now() < end - 1e-9:  # type: ignore[attr-defined]
             self._step(end)
 
     def run_until(self, done: object, limit: float) -> bool:
@@ -226,8 +343,8 @@ class Simulation:
                        and self.tt.coach.next_deadline() is None, max_seconds)
 
     def speak(self, path: Path) -> None:
-        """The person says a WAV: fed through VAD and recognizer, 20 ms at a time."""
-        from assistant.speech_in.recognizers import understand
+        """The person says a WAV into the microphone now; returns once it has been heard
+        (the utterance it started has ended, or the audio ran out)."""
         from assistant.speech_in.wav import read_wav
 
         audio = read_wav(path)
@@ -235,32 +352,9 @@ class Simulation:
         self.tt.events.write({"type": "user_audio", "file": str(path), "duration": round(len(audio) / RATE, 3)})
         if self.with_user:
             self.speaker.mix_in(audio, start, gain=0.8)
-        tail = np.zeros(int(RATE * 1.0), np.int16)  # room quiet after the sentence: lets the VAD close
-        audio = np.concatenate([audio, tail]).astype(np.float32) + self.rng.normal(0, 2.0, len(audio) + len(tail))
-        audio = np.clip(np.rint(audio), -32768, 32767).astype(np.int16)
-        n = int(RATE * CHUNK_SECONDS)
-        ctx = None
-        for i in range(0, len(audio), n):
-            self._advance_to(start + (i + n) / RATE)
-            self.tt.poll()
-            seg = self.endpointer.process(audio[i:i + n])
-            if seg.started:
-                ctx = self.tt.utterance_started()
-                self.recognizer.set_context(list(ctx.intents))  # type: ignore[attr-defined]
-                self.recognizer.start_utterance()  # type: ignore[attr-defined]
-            if ctx is not None:
-                for block in seg.audio:
-                    self.recognizer.accept_audio(block.tobytes())  # type: ignore[attr-defined]
-            if seg.ended and ctx is not None:
-                transcript = self.recognizer.end_utterance()  # type: ignore[attr-defined]
-                match = understand(self.tt.intent_set, transcript, list(ctx.intents))
-                self.tt.utterance_ended(ctx, transcript.text, transcript.confidence,
-                                        match.intent if match else None, match.slots if match else {})
-                ctx = None
-                break
-        else:
-            self.tt.user_speaking = False
-        self.endpointer.reset()
+        end = self.mic.add(audio, start)
+        self.run_for(end - start)
+        self.run_until(lambda: self.pipeline.ctx is None, 30.0)  # the endpointer's hangover
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -275,33 +369,37 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="give up waiting for the coach after this long (virtual time)")
     parser.add_argument("--hold-seconds", type=int, help="hold every stretch this long (shorter sessions)")
     parser.add_argument("--diary", action="store_true", help="write the episode to the real diary")
+    parser.add_argument("--echo", type=float, default=0.0, metavar="GAIN",
+                        help="the coach's own voice comes back into the microphone at this gain (0: none)")
+    parser.add_argument("--echo-delay", type=float, default=0.1, metavar="SECONDS",
+                        help="how late the echo arrives (default 0.1)")
 
 
 def run(args: argparse.Namespace) -> int:
     from assistant.config import config_for
     from assistant.conversation.timers import FakeClock
-    from assistant.runners.session import EventLog, open_session
-    from assistant.runners.turn_taking import TurnTaking
-    from assistant.speech_in.recognizers import create_recognizer
-    from assistant.speech_out.speak import VoiceSettings, create_renderer
+    from assistant.runners.session import build_session
 
     turns = parse_turns(args.turns)
     config = config_for(args)
     if args.hold_seconds is not None:
         config = dataclasses.replace(config, hold_seconds=args.hold_seconds)
     clock = FakeClock(0.0)
-    session = open_session(config, clock, seed=getattr(args, "seed", None), use_diary=args.diary)
-    renderer = create_renderer(VoiceSettings(config.tts, config.voice, config.rate, config.volume))
-    speaker = TimelineSpeaker(renderer, clock)
-    recognizer = create_recognizer(session.content.intents, config.engine, config.model_path)
-    events = EventLog(args.log, clock)
-    tt = TurnTaking(session, clock, speaker, events)
-    sim = Simulation(tt, speaker, recognizer, clock, realtime=args.realtime, with_user=args.with_user)
+
+    def timeline(renderer: object, _events: object) -> TimelineSpeaker:
+        return TimelineSpeaker(renderer, clock)
+
+    running = build_session(config, clock, timeline, events=args.log, seed=getattr(args, "seed", None),
+                            use_diary=args.diary, prewarm=False)
+    speaker = running.speaker
+    assert isinstance(speaker, TimelineSpeaker)
+    tt = running.turn_taking
+    sim = Simulation(tt, speaker, running.recognizer, clock, realtime=args.realtime, with_user=args.with_user,
+                     echo_gain=args.echo, echo_delay=args.echo_delay)
     try:
         sim.run(turns, args.max_seconds)
     finally:
-        events.close()
-        session.close()
+        running.close()
     if args.out:
         from assistant.speech_out.speak import write_wav
 

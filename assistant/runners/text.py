@@ -1,8 +1,11 @@
 """``cramp-coach --text``: the whole conversation on the keyboard and screen.
 
-Typed lines go through the same intent templates as speech, in the same listening
-context; the coach's lines are printed as they would be spoken, countdown cues at their
-real times (``--time-scale`` speeds the clock up for scripted runs).
+The same coach, built the same way and run by the same
+:class:`~assistant.runners.turn_taking.TurnTaking` as the live coach: typed lines are
+understood in the current listening context like speech, the coach's lines are printed
+as they would be spoken (instantly), countdown cues at their real times, silences
+re-prompt, and the event log has the same rows (``--time-scale`` speeds the clock up
+for scripted runs).
 """
 
 from __future__ import annotations
@@ -12,77 +15,73 @@ import queue
 import sys
 import threading
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from assistant.config import config_for
-from assistant.conversation.events import Action, EndSession, Heard, Listen, Say, Shutdown, Silence, Tick
+from assistant.conversation.events import Say
 from assistant.conversation.timers import ScaledClock
-from assistant.runners.session import EventLog, Session, open_session
+from assistant.runners.session import Running, build_session
 from assistant.runners.signals import EXIT_CODES, graceful_shutdown
 
 
-class TextRunner:
-    """Feeds typed lines, silences and ticks to the coach; prints what it says."""
+class PrintedVoice:
+    """The coach's voice in text mode: each line printed at once (it takes no time)."""
 
-    def __init__(self, session: Session, clock: ScaledClock, out: TextIO, log: EventLog) -> None:
-        self.session = session
-        self.coach = session.coach
-        self.clock = clock
+    def __init__(self, out: TextIO) -> None:
         self.out = out
-        self.log = log
-        self.silence_at: float | None = None
+
+    def say_line(self, say: Say) -> float:
+        marker = "   ... " if say.kind == "cue" else ""
+        print(f"coach: {marker}{say.text}", file=self.out, flush=True)
+        return 0.0
+
+    def say(self, text: str) -> float:
+        print(f"coach: {text}", file=self.out, flush=True)
+        return 0.0
+
+    def stop(self) -> None:
+        pass
+
+    @property
+    def speaking(self) -> bool:
+        return False
+
+    @property
+    def current_text(self) -> str | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+class TextRunner:
+    """Feeds typed lines to the turn taking; ticks and silences fire on the (scaled) clock."""
+
+    def __init__(self, running: Running, clock: ScaledClock) -> None:
+        self.running = running
+        self.tt = running.turn_taking
+        self.clock = clock
         self.stop_reason: str | None = None
 
-    def apply(self, actions: list[Action]) -> None:
-        self.session.keep_records(actions)
-        for action in actions:
-            self.log.write(action)
-            if isinstance(action, Say):
-                marker = "   ... " if action.kind == "cue" else ""
-                print(f"coach: {marker}{action.text}", file=self.out, flush=True)
-            elif isinstance(action, Listen):
-                self.silence_at = None
-            elif isinstance(action, EndSession):
-                print("", file=self.out, flush=True)
-        timeout = self.coach.listening.silence_timeout
-        if timeout is not None and any(isinstance(a, Say) and a.kind == "line" for a in actions):
-            self.silence_at = self.clock.now() + timeout
-        elif timeout is None:
-            self.silence_at = None
-
-    def hear(self, line: str) -> None:
-        only = self.coach.listening.intents
-        match = self.session.content.intents.match(line, only=only)
-        heard = Heard(match.intent, match.slots, line) if match else Heard(None, {}, line)
-        self.log.write(heard)
-        self.apply(self.coach.handle(heard))
-
     def run(self, lines: queue.Queue[str | None]) -> None:
-        self.apply(self.coach.start())
+        self.tt.start()
         while True:
-            deadlines = [d for d in (self.coach.next_deadline(), self.silence_at) if d is not None]
-            wait = self.clock.real_seconds(min(deadlines) - self.clock.now()) if deadlines else None
+            wake = self.tt.next_wakeup()
+            wait = self.clock.real_seconds(max(0.0, wake - self.clock.now())) if wake is not None else None
             try:
                 line = lines.get(timeout=wait)
             except queue.Empty:
-                if self.silence_at is not None and self.clock.now() >= self.silence_at:
-                    self.silence_at = None
-                    self.log.write(Silence())
-                    self.apply(self.coach.handle(Silence()))
-                else:
-                    self.apply(self.coach.handle(Tick()))
+                self.tt.poll()
                 continue
             if line is None:
                 return
             if line.strip():
-                self.hear(line)
+                self.tt.typed(line)
 
     def shutdown(self, reason: str) -> None:
         """Stopped by a signal: the coach closes the episode and says its parting line."""
         self.stop_reason = reason
-        event = Shutdown(reason)
-        self.log.write(event)
-        self.apply(self.coach.handle(event))
+        self.tt.shutdown(reason)
 
 
 def _read_lines(stream: TextIO, into: queue.Queue[str | None]) -> None:
@@ -94,14 +93,18 @@ def _read_lines(stream: TextIO, into: queue.Queue[str | None]) -> None:
 def run_text(args: argparse.Namespace) -> int:
     config = config_for(args)
     clock = ScaledClock(getattr(args, "time_scale", None) or 1.0)
-    session = open_session(config, clock, seed=getattr(args, "seed", None))
     log_path = getattr(args, "log_events", None)
-    log = EventLog(Path(log_path) if log_path else None, clock)
+
+    def voice(_renderer: Any, _events: Any) -> PrintedVoice:
+        return PrintedVoice(sys.stdout)
+
+    running = build_session(config, clock, voice, events=Path(log_path) if log_path else None,
+                            seed=getattr(args, "seed", None), voice=False, speech_in=False)
     print("Cramp Coach, text mode. Type what you would say (e.g. 'my foot is cramping'). Ctrl-D quits.",
           flush=True)
     lines: queue.Queue[str | None] = queue.Queue()
     threading.Thread(target=_read_lines, args=(sys.stdin, lines), daemon=True).start()
-    runner = TextRunner(session, clock, sys.stdout, log)
+    runner = TextRunner(running, clock)
     stopped: list[str] = []
 
     def request_stop(reason: str) -> None:  # from the signal handler: wake the runner
@@ -114,6 +117,5 @@ def run_text(args: argparse.Namespace) -> int:
             if stopped:
                 runner.shutdown(stopped[0])
         finally:
-            log.close()
-            session.close()
+            running.close()
     return EXIT_CODES.get(runner.stop_reason or "", 0)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import collections
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from assistant.conversation.dialog import BARGE_IN_INTENTS, Coach
@@ -45,6 +44,7 @@ from assistant.conversation.intents import IntentSet, normalize
 from assistant.conversation.timers import Clock
 from assistant.runners.session import EventLog, Session
 from assistant.speech_in.echo import ECHO_LIMIT
+from assistant.speech_in.pipeline import Decoded, UtteranceContext
 
 log = logging.getLogger(__name__)
 
@@ -54,30 +54,20 @@ coach's voice may still come back through the microphone (room echo, a slow spea
 
 
 class SpeechOut(Protocol):
+    """What turn taking needs of a speaker. One that also has ``say_line(say: Say) -> float``
+    is handed the whole line instead (text mode marks countdown cues)."""
+
     def say(self, text: str) -> float: ...
 
     def stop(self) -> None: ...
+
+    def close(self) -> None: ...
 
     @property
     def speaking(self) -> bool: ...
 
     @property
     def current_text(self) -> str | None: ...
-
-
-@dataclass(frozen=True)
-class UtteranceContext:
-    """How an utterance is to be understood, fixed when it starts."""
-
-    intents: tuple[str, ...]
-    barge_in: bool
-    """Started while the coach was talking: barge-in grammar only."""
-    coach_text: str
-    """What the coach was saying around then, up to ``ECHO_TAIL`` after (the echo gate)."""
-    too_long: bool = False
-    """Begun over the coach's voice and longer than any barge-in word: not a command."""
-    echo_score: float = 0.0
-    """How closely the sound followed what the speaker played (:mod:`assistant.speech_in.echo`)."""
 
 
 class TurnTaking:
@@ -159,7 +149,8 @@ class TurnTaking:
                    "kind": say.kind}
             self.events.write(row)
             try:
-                duration = self.speaker.say(say.text)
+                say_line = getattr(self.speaker, "say_line", None)
+                duration = say_line(say) if say_line is not None else self.speaker.say(say.text)
             except Exception as exc:  # a vanished speaker must not end the session
                 log.warning("could not speak (%s): %s", exc, say.text)
                 duration = 0.0
@@ -215,6 +206,20 @@ class TurnTaking:
         if self.busy:
             return UtteranceContext(BARGE_IN_INTENTS, True, coach_text)
         return UtteranceContext(tuple(self.coach.listening.intents), False, coach_text)
+
+    def heard(self, decoded: Decoded) -> None:
+        """The pipeline's result for one utterance (:mod:`assistant.speech_in.pipeline`)."""
+        self.utterance_ended(decoded.ctx, decoded.transcript.text, decoded.transcript.confidence,
+                             decoded.intent, decoded.slots)
+
+    def typed(self, text: str) -> None:
+        """A line typed at the keyboard (``--text``): understood in the listening context
+        like speech, at full confidence; typing has no echo and no barge-in grammar."""
+        from assistant.speech_in.recognizers import Transcript, understand
+
+        ctx = UtteranceContext(tuple(self.coach.listening.intents))
+        transcript = Transcript(text, 1.0)
+        self.heard(Decoded(ctx, transcript, understand(self.intent_set, transcript, ctx.only)))
 
     def utterance_ended(self, ctx: UtteranceContext, text: str, confidence: float,
                         match_intent: str | None, slots: dict[str, str]) -> None:

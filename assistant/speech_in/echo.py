@@ -12,12 +12,19 @@ from __future__ import annotations
 
 import collections
 import threading
+from typing import Protocol
 
 import numpy as np
 
 FRAME = 0.01
 ECHO_LIMIT = 0.6
 """Envelope correlation at or above this means: it is the coach's voice."""
+
+
+class LoudnessHistory(Protocol):
+    """What the speaker played: (frame times, mean absolute level) between two times."""
+
+    def window(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class PlaybackHistory:
@@ -48,7 +55,7 @@ def envelope(samples: np.ndarray, rate: int = 16000) -> np.ndarray:
     return np.abs(samples[:k * n].astype(np.float32)).reshape(k, n).mean(axis=1)
 
 
-def echo_score(mic: np.ndarray, mic_end: float, history: PlaybackHistory, rate: int = 16000,
+def echo_score(mic: np.ndarray, mic_end: float, history: LoudnessHistory, rate: int = 16000,
                max_delay: float = 0.4) -> float:
     """Highest envelope correlation between the utterance and recent playback (0 if none)."""
     env = envelope(mic, rate)

@@ -345,11 +345,11 @@ def recognize_pcm(
     floor: float = DEFAULT_FLOOR,
     chunk: int = 4096,
 ) -> tuple[Transcript, IntentMatch | None]:
-    """Recognize one whole utterance (e.g. a WAV file) in context ``only``."""
-    recognizer.set_context(only)
-    recognizer.start_utterance()
-    for start in range(0, len(pcm), chunk):
-        recognizer.accept_audio(pcm[start:start + chunk])
-    transcript = recognizer.end_utterance()
+    """Recognize one whole utterance (e.g. a WAV file) in context ``only``, through the
+    same decoding as the live coach (:mod:`assistant.speech_in.pipeline`)."""
+    from assistant.speech_in.pipeline import Decoder, UtteranceContext, decode_whole
+
     intents = intent_set if intent_set is not None else recognizer.intent_set
-    return transcript, understand(intents, transcript, only, floor)
+    ctx = UtteranceContext(tuple(only) if only is not None else None)
+    decoded = decode_whole(Decoder(recognizer, intents, floor=floor), pcm, ctx, chunk)
+    return decoded.transcript, decoded.match
