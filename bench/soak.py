@@ -54,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from assistant.runners.session import EventLog
 from bench.common import RATE, RESULTS, ROOT, machine, speech
 
 log = logging.getLogger("bench.soak")
@@ -343,14 +344,11 @@ class Voice:
 # ---------------------------------------------------------------- instrumentation
 
 
-class CountingLog:
+class CountingLog(EventLog):
     """The event log (to a file) plus counters and the countdown cue check."""
 
     def __init__(self, path: Path, clock: Any) -> None:
-        from assistant.runners.session import EventLog
-
-        self.log = EventLog(path, clock)
-        self.clock = clock
+        super().__init__(path, clock)
         self.counts: Counter[str] = Counter()
         self.heard: Counter[str] = Counter()
         self.segment = "start"
@@ -363,7 +361,7 @@ class CountingLog:
     def write(self, item: Any, t: float | None = None) -> None:
         from assistant.conversation.events import Heard, Record
 
-        self.log.write(item, t)
+        super().write(item, t)
         if isinstance(item, dict):
             kind = str(item.get("type"))
             self.counts[kind] += 1
@@ -387,8 +385,9 @@ class CountingLog:
         elif isinstance(item, Record) and item.kind == "episode_start":
             self.episodes_started += 1
 
-    def close(self) -> None:
-        self.log.close()
+    def note(self, row: dict[str, Any]) -> None:
+        """A row about the person, not the coach: logged, not counted."""
+        super().write(row)
 
 
 class WarningCounter(logging.Handler):
@@ -646,17 +645,13 @@ def run(settings: SoakSettings, workdir: Path, progress: Callable[[str], None] |
         limits: Limits = Limits()) -> dict[str, Any]:
     """The whole soak; returns the result (samples, counts, verdict)."""
     from assistant.config import load_config
-    from assistant.conversation.content import Cue, load_content
-    from assistant.conversation.dialog import Coach, Settings
+    from assistant.conversation.content import Cue
     from assistant.conversation.timers import FakeClock
-    from assistant.diary.store import Diary, diary_files
+    from assistant.diary.store import diary_files
     from assistant.runners.live import LiveLoop
-    from assistant.runners.session import Session
-    from assistant.runners.turn_taking import TurnTaking
+    from assistant.runners.session import build_session
     from assistant.speech_in.audio import Microphone
-    from assistant.speech_in.recognizers import create_recognizer
     from assistant.speech_in.vad import Endpointer
-    from assistant.speech_out.speak import create_renderer
     from assistant.testing.fakes import FlakySource
 
     say = progress or (lambda _msg: None)
@@ -681,25 +676,25 @@ def run(settings: SoakSettings, workdir: Path, progress: Callable[[str], None] |
     def virtual_now() -> dt.datetime:
         return epoch + dt.timedelta(seconds=clock.now())
 
-    content = load_content(ROOT / "prompts")
-    check_phrases(content.intents)
     for old in diary_files(workdir / "diary.sqlite3"):  # a kept directory from an earlier run
         old.unlink(missing_ok=True)
-    config = dataclasses.replace(load_config(path=workdir / "none.toml"), diary_path=workdir / "diary.sqlite3")
-    diary = Diary(config.diary_path, now=virtual_now)
-    coach = Coach(content, clock, rng=random.Random(settings.seed), diary=diary, wall_clock=virtual_now,
-                  settings=Settings(silence_timeout=config.silence_timeout, speech_rate_wpm=float(config.rate)))
-    session = Session(config, content, coach, diary)
+    config = dataclasses.replace(load_config(path=workdir / "none.toml"), diary_path=workdir / "diary.sqlite3",
+                                 engine="pocketsphinx")
     events = CountingLog(workdir / "events.jsonl", clock)
-    renderer = create_renderer()
-    speaker = VirtualSpeaker(renderer, clock)
-    recognizer = create_recognizer(content.intents, "pocketsphinx")
-    tt = TurnTaking(session, clock, speaker, events)  # type: ignore[arg-type]
+    # Built as every runner builds its coach: diary keeper and coach on the virtual wall clock.
+    running = build_session(config, clock, lambda renderer, _events: VirtualSpeaker(renderer, clock),
+                            events=events, seed=settings.seed, wall_clock=virtual_now)
+    session, tt, speaker, renderer = running.session, running.turn_taking, running.speaker, running.renderer
+    assert isinstance(speaker, VirtualSpeaker) and renderer is not None and session.diary is not None
+    coach, content = session.coach, session.content
+    check_phrases(content.intents)
+    diary = session.diary.diary  # the keeper's SQLite diary, for counting rows
+    if diary is None:
+        raise SystemExit(f"soak: the diary could not be opened: {session.diary.problem}")
     source = FlakySource(RATE)
     mic = Microphone(source.factory, clock=clock.now, stall_seconds=2.0, retry_seconds=1.0)
     mic._open()  # the driver runs the watchdog's check() itself, on the virtual clock
-    loop = LiveLoop(tt, mic, recognizer, Endpointer(), clock,
-                    recognizer_factory=lambda: create_recognizer(content.intents, "pocketsphinx"))
+    loop = LiveLoop(tt, mic, running.recognizer, Endpointer(), clock, recognizer_factory=running.recognizer_factory)
     rng = np.random.default_rng(settings.seed)
     voice = Voice(settings, rng)
     person = Person(tt, events, random.Random(settings.seed), settings, everyday_sentences())
@@ -735,7 +730,7 @@ def run(settings: SoakSettings, workdir: Path, progress: Callable[[str], None] |
                     break
                 if isinstance(pending, Utter):
                     text = pending.text or person.rng.choice(PHRASES[pending.purpose][1])
-                    events.log.write({"type": "person_says", "purpose": pending.purpose, "text": text})
+                    events.note({"type": "person_says", "purpose": pending.purpose, "text": text})
                     voice.say(text)
                 elif isinstance(pending, Wait):
                     waiting_until = clock.now() + pending.seconds
@@ -743,7 +738,7 @@ def run(settings: SoakSettings, workdir: Path, progress: Callable[[str], None] |
                 elif isinstance(pending, Unplug):
                     source.plugged = False
                     unplugged_until = clock.now() + pending.seconds
-                    events.log.write({"type": "person_unplugs_mic", "seconds": round(pending.seconds, 1)})
+                    events.note({"type": "person_unplugs_mic", "seconds": round(pending.seconds, 1)})
             if pending is None:
                 break
             # ---- one 20 ms block of virtual time
@@ -795,9 +790,8 @@ def run(settings: SoakSettings, workdir: Path, progress: Callable[[str], None] |
             traced_growth = [str(d) for d in tracemalloc.take_snapshot().compare_to(snapshot, "lineno")[:15]]
         mic.close()
         speaker.close()
-        events.close()
         diary_check = _diary_check(diary)
-        session.close()
+        running.close()
         logging.getLogger("assistant").removeHandler(warnings)
 
     verdict = judge(samples, settings.warmup_minutes * 60, limits, events.episodes_started,
