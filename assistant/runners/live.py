@@ -149,11 +149,13 @@ class LiveLoop:
         self.tt.events.write({"type": "recognizer_hung", "seconds": RECOGNIZER_HANG_SECONDS})
         self.pipeline.decoder = ThreadedDecoder(None, self.tt.intent_set, self.recognizer_factory,
                                                 now=self.clock.now)
+        owed = [self.pipeline.settle(ctx) for ctx in list(old.owed)]
         if self.ctx is not None:  # the utterance in progress went to the stuck one
             self.pipeline.drop()
             self.tt.user_speaking = False
-        for ctx in list(old.owed):  # heard, not understood: the coach moves on
-            self.tt.heard(Decoded(ctx, Transcript("", 0.0), None))
+        for ctx in owed:  # heard, not understood: the coach moves on
+            if ctx is not None:
+                self.tt.heard(Decoded(ctx, Transcript("", 0.0), None))
         old.owed.clear()
         self.deaf = self.recognizer_factory is None  # (the next device check tells the coach)
 

@@ -395,7 +395,7 @@ def run(args: argparse.Namespace) -> int:
     assert isinstance(speaker, TimelineSpeaker)
     tt = running.turn_taking
     sim = Simulation(tt, speaker, running.recognizer, clock, realtime=args.realtime, with_user=args.with_user,
-                     echo_gain=args.echo, echo_delay=args.echo_delay)
+                     echo_gain=getattr(args, "echo", 0.0), echo_delay=getattr(args, "echo_delay", 0.1))
     try:
         sim.run(turns, args.max_seconds)
     finally:

@@ -280,43 +280,96 @@ class UtterancePipeline:
     ``begin`` is asked for the context when speech starts (the turn taking knows whether
     the coach is talking); ``playback`` gives what the speaker played, for the echo score
     of an utterance begun over (or just after) the coach's voice.
+
+    ``early`` (on everywhere, so every runner hears alike): decoding starts once the
+    utterance has gone quiet (:attr:`~assistant.speech_in.vad.VadSettings.quiet_hint`) instead
+    of after the endpointer's whole hangover, so on the live coach's decoder thread the
+    result is (nearly) ready when the hangover confirms the end — the hangover is most of
+    the reply delay. If speech resumes, that early decode is dropped and the whole
+    utterance so far is decoded again, so nothing said is lost. The early decode does not
+    see the rest of the hangover (only quiet).
     """
 
     def __init__(self, decoder: Decoder, endpointer: Endpointer,
                  begin: Callable[[], UtteranceContext],
-                 playback: Callable[[], LoudnessHistory | None] | None = None, rate: int = RATE) -> None:
+                 playback: Callable[[], LoudnessHistory | None] | None = None, rate: int = RATE,
+                 early: bool = True) -> None:
         self.decoder = decoder
         self.endpointer = endpointer
         self.begin = begin
         self.playback = playback
         self.rate = rate
+        self.early = early
         self.ctx: UtteranceContext | None = None
         """The utterance under way, if any."""
         self.fed_seconds = 0.0
+        self.early_decodes = 0
+        """Early decodes started (statistics)."""
+        self.early_dropped = 0
+        """Early decodes dropped because speech resumed."""
         self._audio: list[np.ndarray] = []
+        self._early: UtteranceContext | None = None
+        """The context the early decode of the utterance under way was ended with."""
+        self._dropped: dict[int, UtteranceContext] = {}
+        """Early decodes whose result is to be thrown away (by id; the value keeps it alive)."""
+        self._final: dict[int, tuple[UtteranceContext, UtteranceContext]] = {}
+        """Early decodes that stand: early context → the context at the real end."""
+        self._held: list[Decoded] = []
+        """Early results that came back before the hangover ended."""
 
     def feed(self, samples: np.ndarray, t: float) -> bool:
         """Audio heard up to stream time ``t``; True when an utterance ended in it."""
+        n = self.endpointer.frame_len
+        ended = False
+        for i in range(0, len(samples), n):  # frame by frame: "went quiet" and "resumed" in order
+            frame = samples[i:i + n]
+            ended |= self._frame(frame, t - (len(samples) - i - len(frame)) / self.rate)
+        return ended
+
+    def _frame(self, samples: np.ndarray, t: float) -> bool:
         seg = self.endpointer.process(samples)
         if seg.started:
             self.ctx = self.begin()
             self.fed_seconds = 0.0
             self._audio = []
+            self._early = None
             self.decoder.start(self.ctx)
             log.debug("speech started (barge-in grammar: %s)", self.ctx.barge_in)
-        if self.ctx is not None:
-            self._audio.extend(seg.audio)
-            for block in seg.audio:
-                if self.ctx.barge_in and self.fed_seconds >= BARGE_IN_MAX_SECONDS:
-                    break
-                self.decoder.audio(block.tobytes())
-                self.fed_seconds += len(block) / self.rate
-        if seg.ended and self.ctx is not None:
-            self.decoder.end(self.finish(self.ctx, t))
+        if self.ctx is None:
+            return False
+        if seg.resumed and self._early is not None:  # not the end: decode the whole utterance again
+            self._dropped[id(self._early)] = self._early
+            self._early = None
+            self.early_dropped += 1
+            self.decoder.start(self.ctx)
+            self.fed_seconds = 0.0
+            self._send(self._audio)
+        self._audio.extend(seg.audio)
+        if self._early is None:
+            self._send(seg.audio)
+        if seg.ended:
+            final = self.finish(self.ctx, t)
+            if self._early is not None:
+                self._final[id(self._early)] = (self._early, final)
+            else:
+                self.decoder.end(final)
             self.ctx = None
+            self._early = None
             self._audio = []
             return True
+        if seg.went_quiet and self.early and self._early is None:
+            self._early = self.finish(self.ctx, t)
+            self.early_decodes += 1
+            self.decoder.end(self._early)
         return False
+
+    def _send(self, blocks: list[np.ndarray]) -> None:
+        assert self.ctx is not None
+        for block in blocks:
+            if self.ctx.barge_in and self.fed_seconds >= BARGE_IN_MAX_SECONDS:
+                break
+            self.decoder.audio(block.tobytes())
+            self.fed_seconds += len(block) / self.rate
 
     def finish(self, ctx: UtteranceContext, t: float) -> UtteranceContext:
         """The context as the utterance ends: its echo score and whether it ran too long."""
@@ -334,8 +387,13 @@ class UtterancePipeline:
         """The audio ran out mid-utterance (a file, a benchmark scene): decode what there is."""
         if self.ctx is None:
             return False
-        self.decoder.end(self.finish(self.ctx, t))
+        final = self.finish(self.ctx, t)
+        if self._early is not None:
+            self._final[id(self._early)] = (self._early, final)
+        else:
+            self.decoder.end(final)
         self.ctx = None
+        self._early = None
         self._audio = []
         self.endpointer.reset()
         return True
@@ -343,7 +401,11 @@ class UtterancePipeline:
     def abort(self) -> None:
         """The microphone went away mid-utterance: nothing to decode."""
         if self.ctx is not None:
-            self.decoder.abort()
+            if self._early is not None:  # its result will come; nobody wants it
+                self._dropped[id(self._early)] = self._early
+                self._early = None
+            else:
+                self.decoder.abort()
             self.ctx = None
             self._audio = []
         self.endpointer.reset()
@@ -351,16 +413,43 @@ class UtterancePipeline:
     def drop(self) -> None:
         """Forget the utterance under way without telling the decoder (it is stuck)."""
         self.ctx = None
+        self._early = None
         self._audio = []
         self.endpointer.reset()
 
+    def settle(self, ctx: UtteranceContext) -> UtteranceContext | None:
+        """What an ended utterance owed by an abandoned decoder stands for: its context at
+        the real end, or None for an early decode that was dropped or whose utterance is
+        still going (it is forgotten with the decoder)."""
+        if self._dropped.pop(id(ctx), None) is not None:
+            return None
+        if id(ctx) in self._final:
+            return self._final.pop(id(ctx))[1]
+        return None if ctx is self._early else ctx
+
     def results(self) -> Iterator[Decoded]:
         """Results ready now, oldest first."""
+        ready: list[Decoded] = []
+        held, self._held = self._held, []
+        for decoded in held:
+            if self._dropped.pop(id(decoded.ctx), None) is not None:
+                continue  # speech resumed after this early result came back
+            (ready if id(decoded.ctx) in self._final else self._held).append(decoded)
         while True:
             try:
-                yield self.decoder.results.get_nowait()
+                decoded = self.decoder.results.get_nowait()
             except queue.Empty:
-                return
+                break
+            key = id(decoded.ctx)
+            if self._dropped.pop(key, None) is not None:
+                continue  # speech resumed after this early decode
+            if decoded.ctx is self._early:
+                self._held.append(decoded)  # early: wait for the hangover to confirm the end
+                continue
+            ready.append(decoded)
+        for decoded in ready:
+            pair = self._final.pop(id(decoded.ctx), None)
+            yield dataclasses.replace(decoded, ctx=pair[1]) if pair is not None else decoded
 
     def error_rows(self) -> Iterator[dict[str, Any]]:
         while True:

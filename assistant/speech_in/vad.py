@@ -33,6 +33,10 @@ class VadSettings:
     """Speech continues while above floor + this."""
     hangover: float = 0.4
     """Seconds below ``stop_db`` that end the utterance."""
+    quiet_hint: float = 0.12
+    """Seconds below ``stop_db`` after which the utterance has probably ended (``went_quiet``):
+    decoding may start while the hangover confirms it. Dips inside a sentence last 40–100 ms
+    (the test voice, tests/user_turns.py), so each would cost a wasted decode."""
     preroll: float = 0.3
     """Seconds of audio before the detected start handed to the recognizer (at most)."""
     preroll_rise_db: float | None = 3.0
@@ -67,6 +71,11 @@ class Segment:
     """The utterance ended in this block."""
     end_time: float | None = None
     """Stream time (seconds) of the last voiced frame, when ``ended``."""
+    went_quiet: bool = False
+    """The utterance has been below the stop threshold for ``quiet_hint`` seconds as of this
+    block: probably its end (the hangover will tell; a recognizer may start decoding now)."""
+    resumed: bool = False
+    """Speech came back in this block after one or more quiet frames: not the end after all."""
 
 
 def level_db(frame: np.ndarray) -> float:
@@ -168,10 +177,16 @@ class Endpointer:
         out.audio.append(frame)
         self._speech_frames += 1
         if db > floor + self.s.stop_db + wobble:
+            if self._quiet_frames:
+                out.resumed = True
+                out.went_quiet = False
             self._quiet_frames = 0
             self._last_voiced = self.stream_time
         else:
             self._quiet_frames += 1
+            if self._quiet_frames == max(1, round(self.s.quiet_hint / FRAME_SECONDS)):
+                out.went_quiet = True
+                out.resumed = False
         too_long = self._speech_frames * FRAME_SECONDS >= self.s.max_utterance
         if self._quiet_frames * FRAME_SECONDS >= self.s.hangover or too_long:
             self.in_speech = False
