@@ -67,7 +67,7 @@ def test_a_sentence_that_resumes_after_a_pause_is_decoded_whole(sphinx: PocketSp
     head, tail = _trimmed("my left foot"), _trimmed("is cramping")
     audio = _room(head, pause, tail)
     results, pipeline = _hear(sphinx, intent_set, audio, early=True)
-    assert pipeline.early_decodes >= 2 and pipeline.early_dropped >= 1  # the work was started, then dropped
+    assert pipeline.early_decodes >= 1 and pipeline.early_dropped == 1  # the work was started, then dropped
     assert [(d.intent, d.slots) for _, d in results] == [("cramp_start", {"side": "left", "location": "foot"})]
     assert results[0][1].transcript.text.startswith("my left foot is cramping")  # both halves
     # ... exactly what decoding after the hangover gives.

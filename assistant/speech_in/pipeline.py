@@ -50,6 +50,11 @@ BARGE_IN_MAX_SECONDS = 2.0
 """A barge-in word is short: audio beyond this, begun while the coach talks, is its own
 voice or noise — it is not decoded (decoding it would only cost time)."""
 
+EARLY_DROPS = 1
+"""Early decodes an utterance may drop (speech resumed) before it waits for the real end:
+over a fan at 12 dB the level dips and recovers again and again, and each drop costs a
+decode of everything so far (bench/results/hangover_decode.md)."""
+
 RECOGNIZER_RETRIES = 3
 """Utterances in a row the recognizer may fail on before it is created afresh."""
 
@@ -286,7 +291,8 @@ class UtterancePipeline:
     of after the endpointer's whole hangover, so on the live coach's decoder thread the
     result is (nearly) ready when the hangover confirms the end — the hangover is most of
     the reply delay. If speech resumes, that early decode is dropped and the whole
-    utterance so far is decoded again, so nothing said is lost. The early decode does not
+    utterance so far is decoded again, so nothing said is lost; after :data:`EARLY_DROPS`
+    such drops the utterance waits for its real end (bounded wasted work in noise). The early decode does not
     see the rest of the hangover (only quiet).
     """
 
@@ -308,6 +314,8 @@ class UtterancePipeline:
         self.early_dropped = 0
         """Early decodes dropped because speech resumed."""
         self._audio: list[np.ndarray] = []
+        self._drops = 0
+        """Early decodes dropped in the utterance under way."""
         self._early: UtteranceContext | None = None
         """The context the early decode of the utterance under way was ended with."""
         self._dropped: dict[int, UtteranceContext] = {}
@@ -337,10 +345,13 @@ class UtterancePipeline:
             log.debug("speech started (barge-in grammar: %s)", self.ctx.barge_in)
         if self.ctx is None:
             return False
+        if seg.started:
+            self._drops = 0
         if seg.resumed and self._early is not None:  # not the end: decode the whole utterance again
             self._dropped[id(self._early)] = self._early
             self._early = None
             self.early_dropped += 1
+            self._drops += 1
             self.decoder.start(self.ctx)
             self.fed_seconds = 0.0
             self._send(self._audio)
@@ -357,7 +368,7 @@ class UtterancePipeline:
             self._early = None
             self._audio = []
             return True
-        if seg.went_quiet and self.early and self._early is None:
+        if seg.went_quiet and self.early and self._early is None and self._drops < EARLY_DROPS:
             self._early = self.finish(self.ctx, t)
             self.early_decodes += 1
             self.decoder.end(self._early)
