@@ -139,7 +139,6 @@ def build_session(config: Config, clock: Clock, speaker: SpeakerFactory, *,
                         renderer.prewarm([line])
                     except Exception:  # noqa: BLE001 - prewarming is an optimisation only
                         log.debug("prewarm failed", exc_info=True)
-        out = speaker(renderer, log_)
         recognizer = factory = None
         if speech_in:
             from assistant.speech_in.recognizers import create_recognizer
@@ -149,7 +148,8 @@ def build_session(config: Config, clock: Clock, speaker: SpeakerFactory, *,
             def factory() -> Recognizer:
                 return create_recognizer(intents, config.engine, config.model_path)
 
-            recognizer = factory()
+            recognizer = factory()  # before the speaker: loading a model must not stall its stream
+        out = speaker(renderer, log_)
     except BaseException:
         log_.close()
         session.close()
