@@ -97,3 +97,21 @@ def test_turn_spec_errors(tmp_path: Path) -> None:
     for bad in (["@x"], ["missing.wav"], ["+1"], ["?"]):
         with pytest.raises(UserFacingError):
             parse_turns(bad)
+
+
+def test_the_coachs_own_voice_coming_back_is_rejected_by_its_sound(turns: dict[str, Path], tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--echo``: the coach's voice comes back into the microphone while it talks and
+    counts down. The utterance pipeline scores it against what the speaker played, as the
+    live loop does, so none of it is taken for the person (it is decoded as "enough",
+    i.e. stop, at times)."""
+    monkeypatch.setenv("CRAMP_COACH_HOLD_SECONDS", "5")
+    monkeypatch.setenv("CRAMP_COACH_SILENCE_TIMEOUT", "4")
+    log = tmp_path / "events.jsonl"
+    assert main(["--seed", "1", "simulate", "--turns", str(turns["foot"]), "--echo", "1.0",
+                 "--max-seconds", "40", "--log", str(log)]) == 0
+    events = _events(log)
+    assert [e["intent"] for e in events if e["type"] == "heard"] == ["cramp_start"]
+    ignored = [e for e in events if e["type"] == "ignored"]
+    assert len(ignored) >= 5 and {e["reason"] for e in ignored} == {"echo_audio"}, ignored
+    assert any(e["type"] == "cue" for e in events) and any(e["type"] == "silence" for e in events)
