@@ -7,9 +7,12 @@ The real live-loop machinery runs on a :class:`~assistant.conversation.timers.Fa
 time): :class:`~assistant.runners.live.LiveLoop` with its recognizer thread (PocketSphinx),
 a :class:`~assistant.speech_in.audio.Microphone` whose stream is a simulated source fed one
 20 ms block per 20 virtual ms, the endpointer, :class:`~assistant.runners.turn_taking.TurnTaking`,
-the real coach and prompts, the real diary (SQLite in a temporary directory), the
-event log to a file and the real cached pyttsx3/espeak-ng voice rendering every line
-(the speaker keeps only the last line's audio and is busy for its duration).
+the real coach and prompts, the real diary (SQLite in a temporary directory, written
+through the coach's DiaryKeeper), the event log to a file and the real cached
+pyttsx3/espeak-ng voice rendering every line (the speaker keeps only the last line's
+audio and is busy for its duration) — all put together by
+:func:`~assistant.runners.session.build_session`, as for the live coach, with the
+virtual clock as the diary's wall clock.
 
 A scripted person (Piper voice, real synthesized speech over synthesized kitchen noise)
 reports cramps and answers the check-ins and cause questions — "better", "still
