@@ -292,8 +292,8 @@ class UtterancePipeline:
     result is (nearly) ready when the hangover confirms the end — the hangover is most of
     the reply delay. If speech resumes, that early decode is dropped and the whole
     utterance so far is decoded again, so nothing said is lost; after :data:`EARLY_DROPS`
-    such drops the utterance waits for its real end (bounded wasted work in noise). The early decode does not
-    see the rest of the hangover (only quiet).
+    such drops the utterance waits for its real end (bounded wasted work in noise). The
+    early decode does not see the rest of the hangover (only quiet).
     """
 
     def __init__(self, decoder: Decoder, endpointer: Endpointer,
