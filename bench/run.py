@@ -106,7 +106,7 @@ def gaps(results: dict[str, Any]) -> list[str]:
                    "(\"feet are cramped up\"). PocketSphinx's posterior is ~1.0 for everything, so no confidence "
                    "floor helps. What would close it: a likelihood-ratio check for the idle context only — "
                    "re-decode the utterance with a garbage-only grammar and accept a command only when its path "
-                   "score beats that by a margin. Measured by bench/margin_experiment.py (45 min of talk, 150 "
+                   "score beats that by a margin. Measured by the retired bench/margin_experiment.py (45 min of talk, 150 "
                    "idle commands): a per-frame margin of 12 leaves 2 of 8 false wake-ups and keeps 43 of 47 "
                    "correctly heard idle commands (docs/speech-in.md), at twice the idle decoding "
                    "cost. The rest: ignore utterances much longer than any command, and Vosk, "
