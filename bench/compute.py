@@ -103,8 +103,9 @@ def measure_idle(engine: str, model: Path | None, seconds: float) -> dict[str, A
     from assistant.runners.turn_taking import TurnTaking
     from assistant.speech_in.recognizers import create_recognizer
     from assistant.speech_in.vad import Endpointer
-    from assistant.speech_out.speak import create_renderer
-    from bench.livefeed import RealTimeMic, TimedSpeaker, kitchen_background
+    from assistant.speech_out.render import create_renderer
+    from assistant.testing.fakes import ClockSpeaker
+    from bench.livefeed import RealTimeMic, kitchen_background
 
     clock = MonotonicClock()
     content = load_content(ROOT / "prompts")
@@ -119,7 +120,7 @@ def measure_idle(engine: str, model: Path | None, seconds: float) -> dict[str, A
             events.append(item if isinstance(item, dict) else to_dict(item))
 
     recognizer = create_recognizer(content.intents, engine, model)
-    tt = TurnTaking(session, clock, TimedSpeaker(create_renderer()), Log(None, clock))
+    tt = TurnTaking(session, clock, ClockSpeaker(create_renderer()), Log(None, clock))
     mic = RealTimeMic(kitchen_background(30.0, level_dbfs=-42.0))
     loop = LiveLoop(tt, mic, recognizer, Endpointer(), clock)
     tt.start()

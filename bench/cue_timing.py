@@ -62,8 +62,9 @@ def run(smoke: bool, seconds: float | None = None) -> dict[str, Any]:
     from assistant.runners.turn_taking import TurnTaking
     from assistant.speech_in.recognizers import create_recognizer
     from assistant.speech_in.vad import Endpointer
-    from assistant.speech_out.speak import create_renderer
-    from bench.livefeed import RealTimeMic, TimedSpeaker, kitchen_background
+    from assistant.speech_out.render import create_renderer
+    from assistant.testing.fakes import ClockSpeaker
+    from bench.livefeed import RealTimeMic, kitchen_background
 
     seconds = seconds if seconds is not None else (50.0 if smoke else 600.0)
     clock = MonotonicClock()
@@ -104,7 +105,7 @@ def run(smoke: bool, seconds: float | None = None) -> dict[str, Any]:
 
     heard_log: list[tuple[str, str]] = []
     recognizer = create_recognizer(intents, "pocketsphinx")
-    speaker = TimedSpeaker(create_renderer())
+    speaker = ClockSpeaker(create_renderer())
     tt = TurnTaking(session, clock, speaker, Log(None, clock))
     tt_ref["tt"] = tt
     mic = RealTimeMic(kitchen_background(30.0, level_dbfs=-52.0))

@@ -234,55 +234,6 @@ def judge(samples: list[Sample], warmup_s: float, limits: Limits = Limits(),
 # ---------------------------------------------------------------- devices on virtual time
 
 
-class VirtualSpeaker:
-    """Renders every line with the real voice; busy for its duration on the virtual clock.
-
-    Keeps only the last line's audio. Its playback history (loudness per 10 ms, for the
-    echo check) is bounded like the device speaker's.
-    """
-
-    def __init__(self, renderer: Any, clock: Any) -> None:
-        from assistant.speech_in.echo import FRAME, PlaybackHistory
-
-        self.renderer = renderer
-        self.clock = clock
-        self.history = PlaybackHistory()
-        self._frame = FRAME
-        self.busy_until = 0.0
-        self.last: Any = None
-        self._text: str | None = None
-        self.lines = 0
-
-    def say(self, text: str) -> float:
-        from assistant.speech_out.speak import resample
-
-        rendered = self.renderer.render(text)
-        samples = resample(rendered.samples, rendered.rate, RATE)
-        now = self.clock.now()
-        n = int(RATE * self._frame)
-        for i in range(0, len(samples) - n + 1, n):
-            self.history.add(now + i / RATE, samples[i:i + n])
-        self.last = rendered
-        self._text = text
-        self.lines += 1
-        self.busy_until = now + len(samples) / RATE
-        return len(samples) / RATE
-
-    def stop(self) -> None:
-        self.busy_until = min(self.busy_until, self.clock.now())
-
-    @property
-    def speaking(self) -> bool:
-        return self.clock.now() < self.busy_until
-
-    @property
-    def current_text(self) -> str | None:
-        return self._text if self.speaking else None
-
-    def close(self) -> None:
-        self.last = None
-
-
 def kitchen_loop(level_dbfs: float, seed: int, seconds: float = 120.0) -> np.ndarray:
     """Background that loops: a running tap, then a fan, with a few seconds of clatter
     (cutlery, pans) once per loop; RMS ``level_dbfs``, float32, whole blocks."""
@@ -656,7 +607,7 @@ def run(settings: SoakSettings, workdir: Path, progress: Callable[[str], None] |
     from assistant.speech_in.audio import Microphone
     from assistant.speech_in.recognizers import create_recognizer
     from assistant.speech_in.vad import Endpointer
-    from assistant.speech_out.speak import create_renderer
+    from assistant.speech_out.render import create_renderer
     from assistant.testing.fakes import FlakySource
 
     say = progress or (lambda _msg: None)
@@ -692,7 +643,9 @@ def run(settings: SoakSettings, workdir: Path, progress: Callable[[str], None] |
     session = Session(config, content, coach, diary)
     events = CountingLog(workdir / "events.jsonl", clock)
     renderer = create_renderer()
-    speaker = VirtualSpeaker(renderer, clock)
+    from assistant.testing.fakes import ClockSpeaker
+
+    speaker = ClockSpeaker(renderer, clock, rate=RATE, history=True)
     recognizer = create_recognizer(content.intents, "pocketsphinx")
     tt = TurnTaking(session, clock, speaker, events)  # type: ignore[arg-type]
     source = FlakySource(RATE)

@@ -9,15 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from assistant.speech_out.speak import (
-    CachedRenderer,
-    DeviceSpeaker,
-    EspeakRenderer,
-    Rendered,
-    VoiceSettings,
-    looks_cut_short,
-    resample,
-)
+from assistant.speech_in.wav import resample
+from assistant.speech_out.render import CachedRenderer, Rendered, VoiceSettings
+from assistant.speech_out.speakers import DeviceSpeaker
+from assistant.speech_out.tts import EspeakRenderer, looks_cut_short
 
 LINE = "Sit down, and gently pull your toes back toward your shin. Keep the knee straight."
 
@@ -55,7 +50,7 @@ def test_a_whole_line_passes_and_one_cut_short_is_caught(renderer: CachedRendere
 def test_a_line_pyttsx3_cut_short_is_rendered_again(monkeypatch: pytest.MonkeyPatch,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     """The pyttsx3 race that saved 4.4 of a 7.5 s line once in CI, injected."""
-    caplog.set_level(logging.INFO, logger="assistant.speech_out.speak")
+    caplog.set_level(logging.INFO, logger="assistant.speech_out.tts")
     espeak = EspeakRenderer(VoiceSettings(rate=165))
     real = espeak._render_once
     cuts = iter([True])
@@ -79,7 +74,7 @@ def test_rate_setting_changes_speed() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; from assistant.speech_out.speak import EspeakRenderer, VoiceSettings; "
+    code = ("import sys; from assistant.speech_out.tts import EspeakRenderer, VoiceSettings; "
             f"print(EspeakRenderer(VoiceSettings(voice='en-us', rate=int(sys.argv[1]))).render({LINE!r}).duration)")
     slow, fast = (float(subprocess.run([sys.executable, "-c", code, str(rate)], capture_output=True, text=True,
                                        check=True).stdout.split()[-1]) for rate in (120, 240))

@@ -140,7 +140,8 @@ def test_text_coach_runs_from_the_wheel(installed: dict[str, object]) -> None:
             if fragment.lower() in line.lower():
                 return
         proc.kill()
-        raise AssertionError(f"never saw {fragment!r}:\n" + "\n".join(seen) + "\n" + (proc.stderr.read() if proc.stderr else ""))
+        errors = proc.stderr.read() if proc.stderr else ""
+        raise AssertionError(f"never saw {fragment!r}:\n" + "\n".join(seen) + "\n" + errors)
 
     assert proc.stdin is not None
     try:

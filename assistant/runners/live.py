@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from assistant.runners.session import EventLog, Session
     from assistant.runners.turn_taking import TurnTaking
     from assistant.speech_in.vad import Endpointer
-    from assistant.speech_out.speak import CachedRenderer, Speaker
+    from assistant.speech_out.render import CachedRenderer
+    from assistant.speech_out.speakers import Speaker
 
 log = logging.getLogger(__name__)
 
@@ -374,7 +375,7 @@ class LiveLoop:
 def make_speaker(renderer: CachedRenderer, device: str | int | None, events: EventLog) -> Speaker:
     """The speaker; while there is none (or it fails) a text trace on stdout, and it is
     tried again every few seconds (logged, never fatal)."""
-    from assistant.speech_out.speak import DeviceSpeaker, ResilientSpeaker
+    from assistant.speech_out.speakers import DeviceSpeaker, ResilientSpeaker
 
     speaker = ResilientSpeaker(renderer, lambda: DeviceSpeaker(renderer, device))
     if speaker.device is None:
@@ -392,7 +393,7 @@ def run_live(args: argparse.Namespace) -> int:
     from assistant.speech_in.audio import check_microphone, open_microphone, parse_device
     from assistant.speech_in.recognizers import create_recognizer
     from assistant.speech_in.vad import Endpointer
-    from assistant.speech_out.speak import VoiceSettings, create_renderer
+    from assistant.speech_out.render import VoiceSettings, create_renderer
 
     return_big_buffers_to_the_system()  # days of audio buffers must not fragment the heap
     config = config_for(args)
@@ -432,13 +433,7 @@ def _prewarm(renderer: CachedRenderer, session: Session) -> None:
     texts = [t for key in ("relief.start", "help.idle") if key in content.lines
              for t in content.lines[key].options]
     texts += [t for cue in content.countdown for t in cue.say.options]
-    for text in texts:
-        if "{" in text:
-            continue
-        try:
-            renderer.render(text)
-        except Exception:  # noqa: BLE001 - prewarming is an optimisation only
-            log.debug("prewarm failed", exc_info=True)
+    renderer.prewarm(text for text in texts if "{" not in text)
 
 
 def _path(value: str | None) -> Path | None:

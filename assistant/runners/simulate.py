@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from assistant.errors import UserFacingError
+from assistant.testing.fakes import ClockSpeaker
 
 log = logging.getLogger(__name__)
 
@@ -80,70 +81,10 @@ def parse_turns(tokens: list[str]) -> list[Turn]:
     return turns
 
 
-class TimelineSpeaker:
-    """A speaker that writes into one long recording on the virtual clock."""
-
-    def __init__(self, renderer: object, clock: object, rate: int = 22050) -> None:
-        self.renderer = renderer
-        self.clock = clock
-        self.rate = rate
-        self.audio = np.zeros(0, np.float32)
-        self.busy_until = 0.0
-        self._line: tuple[float, float, str] | None = None
-        self.started_lines: list[float] = []
-
-    def _ensure(self, n: int) -> None:
-        if n > len(self.audio):
-            self.audio = np.concatenate([self.audio, np.zeros(n - len(self.audio) + self.rate * 10, np.float32)])
-
-    def say(self, text: str) -> float:
-        from assistant.speech_out.speak import resample
-
-        rendered = self.renderer.render(text)  # type: ignore[attr-defined]
-        samples = resample(rendered.samples, rendered.rate, self.rate).astype(np.float32)
-        now = self.clock.now()  # type: ignore[attr-defined]
-        at = int(now * self.rate)
-        self._ensure(at + len(samples))
-        self.audio[at:at + len(samples)] += samples
-        duration = len(samples) / self.rate
-        self.busy_until = now + duration
-        self._line = (now, self.busy_until, text)
-        self.started_lines.append(now)
-        return duration
-
-    def mix_in(self, samples16k: np.ndarray, at: float, gain: float = 1.0) -> None:
-        """Add the person's voice to the recording (``--with-user``)."""
-        from assistant.speech_out.speak import resample
-
-        samples = resample(samples16k, RATE, self.rate).astype(np.float32) * gain
-        start = int(at * self.rate)
-        self._ensure(start + len(samples))
-        self.audio[start:start + len(samples)] += samples
-
-    def stop(self) -> None:
-        now = self.clock.now()  # type: ignore[attr-defined]
-        if self._line and now < self.busy_until:
-            self.audio[int(now * self.rate):int(self.busy_until * self.rate) + 1] = 0.0
-            self.busy_until = now
-
-    @property
-    def speaking(self) -> bool:
-        return self.clock.now() < self.busy_until  # type: ignore[attr-defined]
-
-    @property
-    def current_text(self) -> str | None:
-        return self._line[2] if self._line and self.speaking else None
-
-    def samples(self, until: float) -> np.ndarray:
-        n = int(max(until, self.busy_until) * self.rate)
-        self._ensure(n)
-        return np.clip(self.audio[:n], -32768, 32767).astype(np.int16)
-
-
 class Simulation:
     """Runs turns against a :class:`TurnTaking` on a :class:`FakeClock`."""
 
-    def __init__(self, turn_taking: object, speaker: TimelineSpeaker, recognizer: object,
+    def __init__(self, turn_taking: object, speaker: ClockSpeaker, recognizer: object,
                  clock: object, realtime: bool = False, with_user: bool = False, seed: int = 0) -> None:
         from assistant.runners.turn_taking import TurnTaking
         from assistant.speech_in.vad import Endpointer
@@ -283,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     from assistant.runners.session import EventLog, open_session
     from assistant.runners.turn_taking import TurnTaking
     from assistant.speech_in.recognizers import create_recognizer
-    from assistant.speech_out.speak import VoiceSettings, create_renderer
+    from assistant.speech_out.render import VoiceSettings, create_renderer
 
     turns = parse_turns(args.turns)
     config = config_for(args)
@@ -292,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
     clock = FakeClock(0.0)
     session = open_session(config, clock, seed=getattr(args, "seed", None), use_diary=args.diary)
     renderer = create_renderer(VoiceSettings(config.tts, config.voice, config.rate, config.volume))
-    speaker = TimelineSpeaker(renderer, clock)
+    speaker = ClockSpeaker(renderer, clock, record=True)
     recognizer = create_recognizer(session.content.intents, config.engine, config.model_path)
     events = EventLog(args.log, clock)
     tt = TurnTaking(session, clock, speaker, events)
@@ -303,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
         events.close()
         session.close()
     if args.out:
-        from assistant.speech_out.speak import write_wav
+        from assistant.speech_in.wav import write_wav
 
         write_wav(args.out, speaker.samples(clock.now()), speaker.rate)
     print(f"simulated {clock.now():.1f} s: {len(speaker.started_lines)} lines said, "

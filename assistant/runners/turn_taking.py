@@ -23,7 +23,6 @@ import collections
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from assistant.conversation.dialog import BARGE_IN_INTENTS, Coach
 from assistant.conversation.events import (
@@ -45,6 +44,7 @@ from assistant.conversation.intents import IntentSet, normalize
 from assistant.conversation.timers import Clock
 from assistant.runners.session import EventLog, Session
 from assistant.speech_in.echo import ECHO_LIMIT
+from assistant.speech_out.speakers import Speaker
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +53,8 @@ ECHO_TAIL = 0.25
 coach's voice may still come back through the microphone (room echo, a slow speaker)."""
 
 
-class SpeechOut(Protocol):
-    def say(self, text: str) -> float: ...
-
-    def stop(self) -> None: ...
-
-    @property
-    def speaking(self) -> bool: ...
-
-    @property
-    def current_text(self) -> str | None: ...
+SpeechOut = Speaker
+"""The one speaker protocol (:class:`assistant.speech_out.speakers.Speaker`); old name."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +75,7 @@ class UtteranceContext:
 class TurnTaking:
     """Feeds the coach events and carries out its actions on one clock."""
 
-    def __init__(self, session: Session, clock: Clock, speaker: SpeechOut, events: EventLog) -> None:
+    def __init__(self, session: Session, clock: Clock, speaker: Speaker, events: EventLog) -> None:
         self.session = session
         self.coach: Coach = session.coach
         self.intent_set: IntentSet = session.content.intents

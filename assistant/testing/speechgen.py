@@ -260,7 +260,8 @@ class SetSpec:
 SETS: dict[str, SetSpec] = {
     # What the test-suite needs: every public intent, clean, plus rejection material.
     "test": SetSpec(2, ("joe",), ((None, None),), 8),
-    # The wider set the retired bench/accuracy.py used (docs/speech-in.md): more phrasings and voices, clean and 12 dB kitchen noise.
+    # The wider set the retired bench/accuracy.py used (docs/speech-in.md): more phrasings
+    # and voices, clean and 12 dB kitchen noise.
     "bench": SetSpec(
         4, ("joe", "joe-slow", "espeak-us-m3", "espeak-gb-f3-fast", "espeak-us-m7-slow"),
         ((None, None), ("water", 12.0), ("fan", 12.0), ("clatter", 12.0)), len(OUT_OF_DOMAIN),
