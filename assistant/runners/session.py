@@ -89,7 +89,7 @@ class EventLog:
     def write(self, item: Event | Action | dict[str, Any], t: float | None = None) -> None:
         if self._fh is None:
             return
-        row = item if isinstance(item, dict) else to_dict(item)
+        row = item if isinstance(item, dict) else to_dict(item, self.t0)
         stamp = (self.clock.now() if t is None else t) - self.t0
         self._fh.write(json.dumps({"t": round(stamp, 3), **row}) + "\n")
         self._fh.flush()

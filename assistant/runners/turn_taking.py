@@ -157,7 +157,9 @@ class TurnTaking:
                 duration = 0.0
             self.spoken_until = now + duration
             self.recent_lines.append((now, now + duration, say.text))
-            self.apply(self.coach.handle(SpeechTiming(say.key, now + duration)))
+            timing = SpeechTiming(say.key, now + duration)
+            self.events.write(timing)  # an input to the core: logged, so the log replays
+            self.apply(self.coach.handle(timing))
 
     @property
     def quiet(self) -> bool:
