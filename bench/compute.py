@@ -95,6 +95,7 @@ def measure_idle(engine: str, model: Path | None, seconds: float) -> dict[str, A
     core = _pin_one_core()
     import random
 
+    from assistant.config import default_config
     from assistant.conversation.content import load_content
     from assistant.conversation.dialog import Coach
     from assistant.conversation.timers import MonotonicClock
@@ -110,7 +111,7 @@ def measure_idle(engine: str, model: Path | None, seconds: float) -> dict[str, A
     clock = MonotonicClock()
     content = load_content(ROOT / "prompts")
     coach = Coach(content, clock, rng=random.Random(0))
-    session = Session(None, content, coach, None)  # type: ignore[arg-type]
+    session = Session(default_config(), content, coach, None)
     events: list[dict[str, Any]] = []
 
     class Log(EventLog):
@@ -203,7 +204,8 @@ def measure_startup(live: bool, engine: str, runs: int, env: dict[str, str] | No
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    out: dict[str, Any] = {"runs": runs, "median_s": round(pct(times, 50), 3) if times else None,
+    median = pct(times, 50)
+    out: dict[str, Any] = {"runs": runs, "median_s": round(median, 3) if median is not None else None,
                            "max_s": round(max(times), 3) if times else None}
     if live:
         out["peak_rss_mb"] = round(max(rss), 1) if rss else None
@@ -218,10 +220,10 @@ def run(engine: str, model: Path | None, smoke: bool) -> dict[str, Any]:
     runs = 1 if smoke else 3
     text = measure_startup(False, engine, runs, None)
     env = _pulse_env()
-    live = measure_startup(True, engine, runs, env) if env else {"skipped": "PulseAudio not available"}
-    peak = [v for v in (rtf.get("peak_rss_mb"), live.get("peak_rss_mb")) if v]
-    startup = live.get("median_s") or text.get("median_s")
-    result = {"rtf": rtf, "idle": idle, "startup_text": text, "startup_live": live}
+    live: dict[str, Any] = measure_startup(True, engine, runs, env) if env else {"skipped": "PulseAudio not available"}
+    peak: list[float] = [v for v in (rtf.get("peak_rss_mb"), live.get("peak_rss_mb")) if v]
+    startup: float | None = live.get("median_s") or text.get("median_s")
+    result: dict[str, Any] = {"rtf": rtf, "idle": idle, "startup_text": text, "startup_live": live}
     result["targets"] = [
         _target("recognizer real-time factor, one core (CPU time / audio)", f"<= {TARGET_RTF}", rtf.get("rtf_cpu"),
                 TARGET_RTF, "x"),

