@@ -26,6 +26,7 @@ import threading
 import time
 import venv
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -57,9 +58,19 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"sdist": next(out.glob("*.tar.gz")), "wheel": next(out.glob("*.whl"))}
 
 
+@dataclass(frozen=True)
+class Installed:
+    """A clean venv with the wheel in it, and how to run its commands like a user."""
+
+    bin: Path
+    env: dict[str, str]
+    cwd: Path
+    purelib: Path
+
+
 @pytest.fixture(scope="module")
-def installed(built: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """A clean venv with the wheel installed; returns its bin folder and a run environment."""
+def installed(built: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """A clean venv with the wheel installed."""
     home = tmp_path_factory.mktemp("user")
     env_dir = home / "venv"
     venv.EnvBuilder(with_pip=False, system_site_packages=False).create(env_dir)
@@ -74,7 +85,7 @@ def installed(built: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) 
     proc = subprocess.run([str(vpy), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(built["wheel"])],
                           capture_output=True, text=True, env=env, cwd=home)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return {"bin": env_dir / "bin", "env": env, "cwd": home, "purelib": Path(purelib)}
+    return Installed(env_dir / "bin", env, home, Path(purelib))
 
 
 def test_sdist_carries_the_prompts(built: dict[str, Path]) -> None:
@@ -90,21 +101,21 @@ def test_wheel_carries_the_prompts_inside_the_package(built: dict[str, Path]) ->
     assert "assistant/py.typed" in names
 
 
-def test_installed_package_comes_from_the_wheel(installed: dict[str, object]) -> None:
-    vpy = Path(str(installed["bin"])) / "python"
+def test_installed_package_comes_from_the_wheel(installed: Installed) -> None:
+    vpy = installed.bin / "python"
     out = subprocess.run([str(vpy), "-c", "import assistant, assistant.paths as p; "
                           "print(assistant.__file__); print(p.prompts_dir())"],
-                         capture_output=True, text=True, env=installed["env"], cwd=installed["cwd"], check=True)
+                         capture_output=True, text=True, env=installed.env, cwd=installed.cwd, check=True)
     package_file, prompts = out.stdout.split()
-    purelib = Path(str(installed["purelib"]))
+    purelib = installed.purelib
     assert Path(package_file).is_relative_to(purelib), package_file
     assert Path(prompts) == purelib / "assistant" / "prompts"
 
 
-def test_doctor_finds_prompts_and_intents(installed: dict[str, object]) -> None:
-    coach = Path(str(installed["bin"])) / "cramp-coach"
+def test_doctor_finds_prompts_and_intents(installed: Installed) -> None:
+    coach = installed.bin / "cramp-coach"
     proc = subprocess.run([str(coach), "doctor"], capture_output=True, text=True,
-                          env=installed["env"], cwd=installed["cwd"], timeout=120)
+                          env=installed.env, cwd=installed.cwd, timeout=120)
     lines = proc.stdout.splitlines()
     assert any(line.startswith("[ok] intents:") for line in lines), proc.stdout + proc.stderr
     assert any(line.startswith("[ok] prompts:") for line in lines), proc.stdout + proc.stderr
@@ -114,11 +125,11 @@ def test_doctor_finds_prompts_and_intents(installed: dict[str, object]) -> None:
     assert failures == [], proc.stdout
 
 
-def test_text_coach_runs_from_the_wheel(installed: dict[str, object]) -> None:
-    coach = Path(str(installed["bin"])) / "cramp-coach"
+def test_text_coach_runs_from_the_wheel(installed: Installed) -> None:
+    coach = installed.bin / "cramp-coach"
     proc = subprocess.Popen([str(coach), "--text", "--time-scale", "20", "--seed", "4"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=installed["env"], cwd=installed["cwd"])
+                            env=installed.env, cwd=installed.cwd)
     lines: queue.Queue[str] = queue.Queue()
 
     def pump() -> None:
