@@ -228,11 +228,11 @@ def _resolve(cli: Mapping[str, object] | None, path: Path | None) -> tuple[dict[
     for attr, raw in (cli or {}).items():
         if raw is None:
             continue
-        k = KEYS_BY_ATTR.get(attr)
-        if k is None:
+        known = KEYS_BY_ATTR.get(attr)
+        if known is None:
             raise UserFacingError(f"unknown setting {attr!r}; known: {', '.join(KEYS_BY_ATTR)}")
-        option = k.cli or attr
-        values[attr] = _convert(k, raw, f"option {option}", base=Path.cwd(), from_text=isinstance(raw, str))
+        option = known.cli or attr
+        values[attr] = _convert(known, raw, f"option {option}", base=Path.cwd(), from_text=isinstance(raw, str))
         sources[attr] = Source("cli", option)
     return values, sources
 

@@ -90,7 +90,7 @@ def choose_sentences(intent_set: Any, intent: str, count: int, rng: random.Rando
     from assistant.testing.speechgen import sentences_for
 
     contexts = contexts_for(intent)
-    candidates = []
+    candidates: list[Any] = []
     for text in sentences_for(intent_set, intent):
         for k in range(len(contexts)):
             ctx = contexts[(len(candidates) + k) % len(contexts)]

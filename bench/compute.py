@@ -95,6 +95,7 @@ def measure_idle(engine: str, model: Path | None, seconds: float) -> dict[str, A
     core = _pin_one_core()
     import random
 
+    from assistant.config import default_config
     from assistant.conversation.content import load_content
     from assistant.conversation.dialog import Coach
     from assistant.conversation.timers import MonotonicClock
@@ -103,13 +104,14 @@ def measure_idle(engine: str, model: Path | None, seconds: float) -> dict[str, A
     from assistant.runners.turn_taking import TurnTaking
     from assistant.speech_in.recognizers import create_recognizer
     from assistant.speech_in.vad import Endpointer
-    from assistant.speech_out.speak import create_renderer
-    from bench.livefeed import RealTimeMic, TimedSpeaker, kitchen_background
+    from assistant.speech_out.render import create_renderer
+    from assistant.testing.fakes import ClockSpeaker
+    from bench.livefeed import RealTimeMic, kitchen_background
 
     clock = MonotonicClock()
     content = load_content(ROOT / "prompts")
     coach = Coach(content, clock, rng=random.Random(0))
-    session = Session(None, content, coach, None)  # type: ignore[arg-type]
+    session = Session(default_config(), content, coach, None)
     events: list[dict[str, Any]] = []
 
     class Log(EventLog):
@@ -119,7 +121,7 @@ def measure_idle(engine: str, model: Path | None, seconds: float) -> dict[str, A
             events.append(item if isinstance(item, dict) else to_dict(item))
 
     recognizer = create_recognizer(content.intents, engine, model)
-    tt = TurnTaking(session, clock, TimedSpeaker(create_renderer()), Log(None, clock))
+    tt = TurnTaking(session, clock, ClockSpeaker(create_renderer()), Log(None, clock))
     mic = RealTimeMic(kitchen_background(30.0, level_dbfs=-42.0))
     loop = LiveLoop(tt, mic, recognizer, Endpointer(), clock)
     tt.start()
@@ -202,7 +204,8 @@ def measure_startup(live: bool, engine: str, runs: int, env: dict[str, str] | No
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    out: dict[str, Any] = {"runs": runs, "median_s": round(pct(times, 50), 3) if times else None,
+    median = pct(times, 50)
+    out: dict[str, Any] = {"runs": runs, "median_s": round(median, 3) if median is not None else None,
                            "max_s": round(max(times), 3) if times else None}
     if live:
         out["peak_rss_mb"] = round(max(rss), 1) if rss else None
@@ -217,10 +220,10 @@ def run(engine: str, model: Path | None, smoke: bool) -> dict[str, Any]:
     runs = 1 if smoke else 3
     text = measure_startup(False, engine, runs, None)
     env = _pulse_env()
-    live = measure_startup(True, engine, runs, env) if env else {"skipped": "PulseAudio not available"}
-    peak = [v for v in (rtf.get("peak_rss_mb"), live.get("peak_rss_mb")) if v]
-    startup = live.get("median_s") or text.get("median_s")
-    result = {"rtf": rtf, "idle": idle, "startup_text": text, "startup_live": live}
+    live: dict[str, Any] = measure_startup(True, engine, runs, env) if env else {"skipped": "PulseAudio not available"}
+    peak: list[float] = [v for v in (rtf.get("peak_rss_mb"), live.get("peak_rss_mb")) if v]
+    startup: float | None = live.get("median_s") or text.get("median_s")
+    result: dict[str, Any] = {"rtf": rtf, "idle": idle, "startup_text": text, "startup_live": live}
     result["targets"] = [
         _target("recognizer real-time factor, one core (CPU time / audio)", f"<= {TARGET_RTF}", rtf.get("rtf_cpu"),
                 TARGET_RTF, "x"),

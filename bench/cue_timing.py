@@ -53,6 +53,7 @@ def _phrase(intent_set: Any, intent: str, context: tuple[str, ...], prefer: str 
 
 def run(smoke: bool, seconds: float | None = None) -> dict[str, Any]:
     """The whole session (``seconds`` of real time) and its timing figures."""
+    from assistant.config import default_config
     from assistant.conversation.content import Cue, load_content
     from assistant.conversation.dialog import CONTEXTS, Coach, Settings
     from assistant.conversation.events import Heard
@@ -62,15 +63,16 @@ def run(smoke: bool, seconds: float | None = None) -> dict[str, Any]:
     from assistant.runners.turn_taking import TurnTaking
     from assistant.speech_in.recognizers import create_recognizer
     from assistant.speech_in.vad import Endpointer
-    from assistant.speech_out.speak import create_renderer
-    from bench.livefeed import RealTimeMic, TimedSpeaker, kitchen_background
+    from assistant.speech_out.render import create_renderer
+    from assistant.testing.fakes import ClockSpeaker
+    from bench.livefeed import RealTimeMic, kitchen_background
 
     seconds = seconds if seconds is not None else (50.0 if smoke else 600.0)
     clock = MonotonicClock()
     content = load_content(ROOT / "prompts")
     settings = Settings(hold_seconds=20 if smoke else None)
     coach = Coach(content, clock, rng=random.Random(3), settings=settings)
-    session = Session(None, content, coach, None)  # type: ignore[arg-type]
+    session = Session(default_config(), content, coach, None)
     intents = content.intents
 
     # --- instrumentation: every cue a hold releases, and every cue the loop emits or drops
@@ -80,7 +82,7 @@ def run(smoke: bool, seconds: float | None = None) -> dict[str, Any]:
     tt_ref: dict[str, Any] = {}
     original_pop = Hold.pop_due
 
-    def pop_due(self: Hold, now: float):  # type: ignore[no-untyped-def]
+    def pop_due(self: Hold[Any], now: float) -> Any:
         popped = time.monotonic()
         kept = original_pop(self, now)
         hold_no = holds.setdefault(id(self), len(holds))
@@ -90,7 +92,7 @@ def run(smoke: bool, seconds: float | None = None) -> dict[str, Any]:
                 dues.append(Due(entry.payload.say.key, due, popped, not busy, hold_no))
         return kept
 
-    Hold.pop_due = pop_due  # type: ignore[method-assign]
+    Hold.pop_due = pop_due  # type: ignore[method-assign]  # the benchmark times each cue as it is popped
 
     class Log(EventLog):
         def write(self, item: Any, t: float | None = None) -> None:  # noqa: ARG002
@@ -104,7 +106,7 @@ def run(smoke: bool, seconds: float | None = None) -> dict[str, Any]:
 
     heard_log: list[tuple[str, str]] = []
     recognizer = create_recognizer(intents, "pocketsphinx")
-    speaker = TimedSpeaker(create_renderer())
+    speaker = ClockSpeaker(create_renderer())
     tt = TurnTaking(session, clock, speaker, Log(None, clock))
     tt_ref["tt"] = tt
     mic = RealTimeMic(kitchen_background(30.0, level_dbfs=-52.0))
@@ -165,7 +167,7 @@ def run(smoke: bool, seconds: float | None = None) -> dict[str, Any]:
                 said.append((now - start, say))
                 quiet_since = now + len(audio[say]) / 16000
     finally:
-        Hold.pop_due = original_pop  # type: ignore[method-assign]
+        Hold.pop_due = original_pop  # type: ignore[method-assign]  # put the real method back
 
     # --- match releases to emissions, in order (each due cue is said or dropped exactly once)
     rows = []

@@ -160,7 +160,9 @@ def main() -> int:
 
 def measure_stop(env: dict[str, str], runs: int = 5) -> list[float]:
     """DeviceSpeaker.stop() → last loud sample on the speaker."""
-    from assistant.speech_out.speak import DeviceSpeaker, EspeakRenderer, VoiceSettings
+    from assistant.speech_out.render import VoiceSettings
+    from assistant.speech_out.speakers import DeviceSpeaker
+    from assistant.speech_out.tts import EspeakRenderer
 
     renderer = EspeakRenderer(VoiceSettings())
     line = renderer.render("Sit down, and gently pull your toes back toward your shin. Keep the knee straight.")

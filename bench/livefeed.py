@@ -3,9 +3,9 @@
 :class:`RealTimeMic` has the ``read(timeout)`` of :class:`assistant.speech_in.audio.Microphone`
 but delivers a background (kitchen noise) plus whatever the benchmark makes the person
 say, one 20 ms block per 20 ms of ``time.monotonic()`` — so
-:class:`assistant.runners.live.LiveLoop` runs exactly as on a device. :class:`TimedSpeaker`
-renders every line with the real voice and is "busy" for the line's real duration,
-without needing a sound card.
+:class:`assistant.runners.live.LiveLoop` runs exactly as on a device. The speaker is
+:class:`assistant.testing.fakes.ClockSpeaker` on the real clock: every line rendered
+with the real voice, "busy" for the line's real duration, without needing a sound card.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +54,7 @@ class RealTimeMic:
         with self._lock:
             return bool(self._speech)
 
-    def read(self, timeout: float):  # type: ignore[no-untyped-def]
+    def read(self, timeout: float) -> Any:
         """The next 20 ms block when it is due, or None after ``timeout`` seconds."""
         due = self.t0 + (self.blocks + 1) * 0.02
         now = time.monotonic()
@@ -74,41 +75,6 @@ class RealTimeMic:
         self.blocks += 1
         samples = np.clip(np.rint(block), -32768, 32767).astype(np.int16)
         return self._chunk_type(samples, due)
-
-    def close(self) -> None:
-        pass
-
-
-class TimedSpeaker:
-    """Renders lines with the real voice; busy for their real duration (no sound card)."""
-
-    def __init__(self, renderer) -> None:  # type: ignore[no-untyped-def]
-        self.renderer = renderer
-        self.busy_until = 0.0
-        self._text: str | None = None
-        self.said: list[tuple[float, float, str]] = []
-        """(monotonic start, duration, text) of every line."""
-
-    def say(self, text: str) -> float:
-        rendered = self.renderer.render(text)
-        now = time.monotonic()
-        duration = len(rendered.samples) / rendered.rate
-        start = max(now, self.busy_until)
-        self.busy_until = start + duration
-        self._text = text
-        self.said.append((start, duration, text))
-        return duration
-
-    def stop(self) -> None:
-        self.busy_until = min(self.busy_until, time.monotonic())
-
-    @property
-    def speaking(self) -> bool:
-        return time.monotonic() < self.busy_until
-
-    @property
-    def current_text(self) -> str | None:
-        return self._text if self.speaking else None
 
     def close(self) -> None:
         pass

@@ -63,7 +63,7 @@ def estimate(results: dict[str, Any], measure_sysbench: bool = True) -> dict[str
     peak = max([v for v in (compute.get("rtf", {}).get("peak_rss_mb"),
                             compute.get("startup_live", {}).get("peak_rss_mb")) if v] or [0]) or None
     lat = (results.get("latency") or {}).get("reply_latency_ms") or {}
-    rows = []
+    rows: list[dict[str, Any]] = []
 
     def row(name: str, here: float | None, scale: bool, limit: float, unit: str, fixed: float = 0.0) -> None:
         if here is None:

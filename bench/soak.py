@@ -238,55 +238,6 @@ def judge(samples: list[Sample], warmup_s: float, limits: Limits = Limits(),
 # ---------------------------------------------------------------- devices on virtual time
 
 
-class VirtualSpeaker:
-    """Renders every line with the real voice; busy for its duration on the virtual clock.
-
-    Keeps only the last line's audio. Its playback history (loudness per 10 ms, for the
-    echo check) is bounded like the device speaker's.
-    """
-
-    def __init__(self, renderer: Any, clock: Any) -> None:
-        from assistant.speech_in.echo import FRAME, PlaybackHistory
-
-        self.renderer = renderer
-        self.clock = clock
-        self.history = PlaybackHistory()
-        self._frame = FRAME
-        self.busy_until = 0.0
-        self.last: Any = None
-        self._text: str | None = None
-        self.lines = 0
-
-    def say(self, text: str) -> float:
-        from assistant.speech_out.speak import resample
-
-        rendered = self.renderer.render(text)
-        samples = resample(rendered.samples, rendered.rate, RATE)
-        now = self.clock.now()
-        n = int(RATE * self._frame)
-        for i in range(0, len(samples) - n + 1, n):
-            self.history.add(now + i / RATE, samples[i:i + n])
-        self.last = rendered
-        self._text = text
-        self.lines += 1
-        self.busy_until = now + len(samples) / RATE
-        return len(samples) / RATE
-
-    def stop(self) -> None:
-        self.busy_until = min(self.busy_until, self.clock.now())
-
-    @property
-    def speaking(self) -> bool:
-        return self.clock.now() < self.busy_until
-
-    @property
-    def current_text(self) -> str | None:
-        return self._text if self.speaking else None
-
-    def close(self) -> None:
-        self.last = None
-
-
 def kitchen_loop(level_dbfs: float, seed: int, seconds: float = 120.0) -> np.ndarray:
     """Background that loops: a running tap, then a fan, with a few seconds of clatter
     (cutlery, pans) once per loop; RMS ``level_dbfs``, float32, whole blocks."""
@@ -551,7 +502,11 @@ class Person:
                 if hold is not None and id(hold) not in holds_seen:
                     holds_seen.add(id(hold))
                     yield from self.during_hold(hold)
-                yield Wait(120.0, lambda h=hold: self.coach.hold is not h or self.coach.state != "hold")
+
+                def hold_over(h: Any = hold) -> bool:
+                    return self.coach.hold is not h or self.coach.state != "hold"
+
+                yield Wait(120.0, hold_over)
                 continue
             if state == "idle" and self.coach.episode is None:
                 yield Wait(120.0, lambda: self.tt.quiet)
@@ -561,7 +516,11 @@ class Person:
                 continue
             choice = self.pick(state)
             if choice is None:  # says nothing: the silence ladder takes over
-                yield Wait(60.0, lambda s=state: self.coach.state != s)
+
+                def moved_on(s: str = state) -> bool:
+                    return self.coach.state != s
+
+                yield Wait(60.0, moved_on)
             else:
                 yield from self.say(choice)
 
@@ -655,7 +614,7 @@ def run(settings: SoakSettings, workdir: Path, progress: Callable[[str], None] |
     from assistant.runners.session import build_session
     from assistant.speech_in.audio import Microphone
     from assistant.speech_in.vad import Endpointer
-    from assistant.testing.fakes import FlakySource
+    from assistant.testing.fakes import ClockSpeaker, FlakySource
 
     say = progress or (lambda _msg: None)
     snapshot: Any = None
@@ -684,11 +643,15 @@ def run(settings: SoakSettings, workdir: Path, progress: Callable[[str], None] |
     config = dataclasses.replace(load_config(path=workdir / "none.toml"), diary_path=workdir / "diary.sqlite3",
                                  engine="pocketsphinx")
     events = CountingLog(workdir / "events.jsonl", clock)
+    def clock_speaker(renderer: Any, _events: Any) -> ClockSpeaker:
+        assert renderer is not None
+        return ClockSpeaker(renderer, clock, rate=RATE, history=True)  # the echo check reads its history
+
     # Built as every runner builds its coach: diary keeper and coach on the virtual wall clock.
-    running = build_session(config, clock, lambda renderer, _events: VirtualSpeaker(renderer, clock),
+    running = build_session(config, clock, clock_speaker,
                             events=events, seed=settings.seed, wall_clock=virtual_now)
     session, tt, speaker, renderer = running.session, running.turn_taking, running.speaker, running.renderer
-    assert isinstance(speaker, VirtualSpeaker) and renderer is not None and session.diary is not None
+    assert isinstance(speaker, ClockSpeaker) and renderer is not None and session.diary is not None
     coach, content = session.coach, session.content
     check_phrases(content.intents)
     diary = session.diary.diary  # the keeper's SQLite diary, for counting rows

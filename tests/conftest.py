@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import time
-import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,12 +134,9 @@ def _reinit_portaudio() -> None:
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(np.asarray(samples, np.int16).tobytes())
-    return path
+    from assistant.speech_in.wav import write_wav as write
+
+    return write(path, samples, rate)
 
 
 def cramp_coach_cmd() -> list[str]:

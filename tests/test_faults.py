@@ -41,17 +41,9 @@ from assistant.runners.turn_taking import TurnTaking
 from assistant.speech_in.audio import Microphone
 from assistant.speech_in.recognizers import Transcript, create_recognizer
 from assistant.speech_in.vad import Endpointer
-from assistant.speech_out.speak import (
-    CachedRenderer,
-    EspeakRenderer,
-    FallbackRenderer,
-    PiperRenderer,
-    Rendered,
-    ResilientSpeaker,
-    TTSError,
-    create_renderer,
-    piper_available,
-)
+from assistant.speech_out.render import CachedRenderer, FallbackRenderer, Rendered, TTSError, create_renderer
+from assistant.speech_out.speakers import ResilientSpeaker
+from assistant.speech_out.tts import EspeakRenderer, PiperRenderer, piper_available
 from assistant.testing.fakes import FlakySource
 
 BLOCK = 320
@@ -102,7 +94,7 @@ class ClockDevice:
     Lines play one after another for their real rendered length. Opening or playing
     raises while the plug is ``gone``; while it is stalled nothing is taken from the
     queue and, after a second without callbacks, it reports ``stalled`` like
-    :class:`~assistant.speech_out.speak.DeviceSpeaker`.
+    :class:`~assistant.speech_out.speakers.DeviceSpeaker`.
     """
 
     def __init__(self, clock: FakeClock, plug: Plug) -> None:

@@ -157,7 +157,9 @@ def test_cramp_report_answered_then_stop_cuts_it(pulse: Pulse, coach: Coach, tur
 
 def _render_like_coach(text: str) -> np.ndarray:
     from assistant.config import load_config
-    from assistant.speech_out.speak import EspeakRenderer, VoiceSettings, resample
+    from assistant.speech_in.wav import resample
+    from assistant.speech_out.render import VoiceSettings
+    from assistant.speech_out.tts import EspeakRenderer
 
     c = load_config(path=Path("/nonexistent/config.toml"))
     r = EspeakRenderer(VoiceSettings(c.tts, c.voice, c.rate, c.volume)).render(text)

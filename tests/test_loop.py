@@ -16,7 +16,7 @@ from assistant.runners.session import EventLog, open_session
 from assistant.runners.turn_taking import TurnTaking, is_echo, words_around
 from assistant.speech_in.audio import Microphone
 from assistant.speech_in.vad import Endpointer
-from assistant.speech_out.speak import TextSpeaker
+from assistant.speech_out.speakers import TextSpeaker
 from assistant.testing.fakes import FlakySource
 
 

@@ -9,15 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from assistant.speech_out.speak import (
-    CachedRenderer,
-    DeviceSpeaker,
-    EspeakRenderer,
-    Rendered,
-    VoiceSettings,
-    looks_cut_short,
-    resample,
-)
+from assistant.conversation.timers import FakeClock
+from assistant.speech_in.wav import resample
+from assistant.speech_out.render import CachedRenderer, Rendered, VoiceSettings
+from assistant.speech_out.speakers import DeviceSpeaker
+from assistant.speech_out.tts import EspeakRenderer, looks_cut_short
+from assistant.testing.fakes import ClockSpeaker
 
 LINE = "Sit down, and gently pull your toes back toward your shin. Keep the knee straight."
 
@@ -55,7 +52,7 @@ def test_a_whole_line_passes_and_one_cut_short_is_caught(renderer: CachedRendere
 def test_a_line_pyttsx3_cut_short_is_rendered_again(monkeypatch: pytest.MonkeyPatch,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     """The pyttsx3 race that saved 4.4 of a 7.5 s line once in CI, injected."""
-    caplog.set_level(logging.INFO, logger="assistant.speech_out.speak")
+    caplog.set_level(logging.INFO, logger="assistant.speech_out.tts")
     espeak = EspeakRenderer(VoiceSettings(rate=165))
     real = espeak._render_once
     cuts = iter([True])
@@ -79,7 +76,7 @@ def test_rate_setting_changes_speed() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; from assistant.speech_out.speak import EspeakRenderer, VoiceSettings; "
+    code = ("import sys; from assistant.speech_out.tts import EspeakRenderer, VoiceSettings; "
             f"print(EspeakRenderer(VoiceSettings(voice='en-us', rate=int(sys.argv[1]))).render({LINE!r}).duration)")
     slow, fast = (float(subprocess.run([sys.executable, "-c", code, str(rate)], capture_output=True, text=True,
                                        check=True).stdout.split()[-1]) for rate in (120, 240))
@@ -135,3 +132,38 @@ def test_playback_reaches_speaker_and_stop_cuts_it(pulse: Any, renderer: CachedR
     assert cut < 0.25, f"speech went on {cut * 1000:.0f} ms after stop()"
     assert t_quiet - t_stop < 0.2, "speaking flag did not clear"
     assert heard.max() < t_play + rendered.duration - 0.5, "the line was not cut short"
+
+
+def test_clock_speaker_is_busy_for_the_real_line_on_its_clock(renderer: CachedRenderer) -> None:
+    """The one clock-driven speaker: the real voice, no sound card, time from the run's clock."""
+    clock = FakeClock(10.0)
+    speaker = ClockSpeaker(renderer, clock, record=True, history=True)
+    duration = speaker.say(LINE)
+    assert duration == pytest.approx(renderer.render(LINE).duration, abs=0.01)
+    assert speaker.speaking and speaker.current_text == LINE
+    queued = speaker.say("Five.")  # said while busy: starts when the first line ends
+    assert speaker.said[1][0] == pytest.approx(10.0 + duration)
+    assert speaker.busy_until == pytest.approx(10.0 + duration + queued)
+    clock.advance(1.0)
+    speaker.stop()  # barge-in: the rest of the recording is silent from now on
+    assert not speaker.speaking and speaker.current_text is None
+    audio = speaker.samples(clock.now()).astype(np.int32)
+    rate = speaker.rate
+    assert np.abs(audio[int(10.2 * rate):int(10.9 * rate)]).max() > 1000  # the line up to the stop
+    assert len(audio) == int(11.0 * rate)  # nothing kept after it
+    times, levels = speaker.history.window(10.0, 11.0)
+    assert len(times) > 50 and levels.max() > 100  # loudness for the echo check
+
+
+def test_prewarm_caches_lines_and_survives_a_failing_one(renderer: CachedRenderer) -> None:
+    class Breaks:
+        def render(self, text: str) -> Rendered:
+            if text == "broken":
+                raise RuntimeError("voice failed")
+            return renderer.render(text)
+
+    cache = CachedRenderer(Breaks())
+    assert cache.prewarm(["Ten.", "broken", "Release."]) == 2
+    assert cache.misses == 2
+    cache.render("Ten.")
+    assert cache.hits == 1

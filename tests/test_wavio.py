@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from assistant.errors import UserFacingError
-from assistant.speech_in.wav import read_wav, write_wav
+from assistant.speech_in.wav import read_wav, read_wav_native, resample, write_wav
 
 
 def sine(rate: int, freq: float = 440.0, seconds: float = 0.5) -> np.ndarray:
@@ -72,3 +72,14 @@ def test_not_a_wav_names_the_file_and_the_fix(tmp_path):
     truncated.write_bytes(truncated.read_bytes()[:20])
     with pytest.raises(UserFacingError, match=r"cut\.wav"):
         read_wav(truncated)
+
+
+def test_native_rate_read_and_resample_for_speech_out(tmp_path):
+    """The voice's 22.05 kHz WAV is read at its own rate and resampled for a 48 kHz speaker."""
+    tone = (sine(22050, 1000.0) * 32767).astype(np.int16)
+    samples, rate = read_wav_native(write_wav(tmp_path / "voice.wav", tone, 22050))
+    assert rate == 22050 and np.array_equal(samples, tone)
+    up = resample(samples, 22050, 48000)
+    assert up.dtype == np.int16 and abs(len(up) - 24000) <= 2
+    assert abs(dominant_freq(up, 48000) - 1000) < 5
+    assert resample(samples, 22050, 22050) is samples  # same rate: nothing to do

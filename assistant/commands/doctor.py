@@ -274,7 +274,7 @@ def check_engine(config: Any, intent_set: Any | None) -> Iterator[Check]:
 def check_voice(config: Any) -> Check:
     """Render one sentence with the configured text-to-speech."""
     try:
-        from assistant.speech_out.speak import VoiceSettings, create_renderer
+        from assistant.speech_out.render import VoiceSettings, create_renderer
     except ImportError as exc:
         return Check(WARN, f"voice: not checked ({exc})", "reinstall cramp-coach")
     try:

@@ -242,7 +242,8 @@ def _load_routines(path: Path) -> tuple[dict[str, Routine], dict[str, tuple[str,
         routines[rid] = Routine(
             id=str(rid),
             name=_phrases(body["name"], f"routine.{rid}.name", path, line_of(body, "name"), frozenset()),
-            instruction=opt("instruction"),  # type: ignore[arg-type]
+            instruction=_phrases(body["instruction"], f"routine.{rid}.instruction", path,
+                                 line_of(body, "instruction"), foot),
             hold_seconds=hold, during=opt("during"), after=opt("after"),
         )
     order_raw = _mapping(raw["order"], path, line_of(raw, "order"))
@@ -282,7 +283,7 @@ def _load_questions(path: Path, reasons: Mapping[str, Phrases], intents: IntentS
     if not isinstance(items, list) or not items:
         raise DataFileError(path, line_of(raw, "questions"), "'questions:' must be a list")
     questions: list[Question] = []
-    none = frozenset()
+    none: frozenset[str] = frozenset()
     for i, item in enumerate(items):
         q = _mapping(item, path, line_of(items, i))
         _known_keys(q, path, QUESTION_KEYS, f"question {q.get('id', i + 1)!r}")

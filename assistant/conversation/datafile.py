@@ -26,14 +26,14 @@ class DataFileError(UserFacingError, ValueError):
         super().__init__(f"{where}: {problem}")
 
 
-class LineDict(dict):
+class LineDict(dict[Any, Any]):
     """A mapping that knows the 1-based line of itself and of each key."""
 
     line: int = 0
     key_lines: dict[Any, int]
 
 
-class LineList(list):
+class LineList(list[Any]):
     """A list that knows the 1-based line of itself and of each item."""
 
     line: int = 0
@@ -41,6 +41,9 @@ class LineList(list):
 
 
 class _LineLoader(yaml.SafeLoader):
+    _path: Path | str = "?"
+    """The file being read, for errors raised while constructing."""
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> LineDict:
         self.flatten_mapping(node)
         result = LineDict()
@@ -84,7 +87,7 @@ def load_yaml(path: Path) -> Any:
     loader: _LineLoader | None = None
     try:
         loader = _LineLoader(text)  # checks every character already
-        loader._path = path  # type: ignore[attr-defined]
+        loader._path = path
         return loader.get_single_data()
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
@@ -94,9 +97,9 @@ def load_yaml(path: Path) -> Any:
         raise DataFileError(path, None, "brackets or indents nest too deep; check for ones that never close") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
+        at = mark.line + 1 if mark else None
         problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
-        raise DataFileError(path, line, f"YAML syntax error: {problem}") from None
+        raise DataFileError(path, at, f"YAML syntax error: {problem}") from None
     except yaml.YAMLError as exc:
         raise DataFileError(path, None, f"YAML error: {' '.join(str(exc).split())}") from None
     except DataFileError as exc:

@@ -190,7 +190,7 @@ class Coach:
         return say
 
     def _line(self, key: str, **fields: object) -> Say:
-        return self._say(self.content.lines[key], **fields)
+        return self._say(self.content.lines[key], "line", None, **fields)
 
     def _prompt_with(self, *says: Say) -> None:
         """Remember the current prompt (what 'repeat' says again)."""
@@ -376,7 +376,8 @@ class Coach:
         assert self.episode is not None
         return self.content.routines[self.episode.order[self.episode.routine_index]]
 
-    def _start_routine(self, index: int, intro: str | None = None, intro_fields: dict | None = None) -> None:
+    def _start_routine(self, index: int, intro: str | None = None,
+                       intro_fields: dict[str, object] | None = None) -> None:
         ep = self.episode
         assert ep is not None
         ep.routine_index = index
@@ -406,7 +407,7 @@ class Coach:
         self._set_state("hold")
 
     @staticmethod
-    def _first_cue_offset(entries: list[Entry]) -> float:
+    def _first_cue_offset(entries: list[Entry[Cue | Phrases]]) -> float:
         return min((e.offset for e in entries if isinstance(e.payload, Cue)), default=0.0)
 
     def _hold_finished(self) -> None:

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hassil import Intents, parse_sentence, recognize_all
 from hassil.expression import Alternative, ListReference, Permutation, RuleReference, Sentence, TextChunk
@@ -189,7 +190,7 @@ def _validate(raw: object, path: Path) -> None:
 
 
 def _check_template(
-    text: str, path: Path, line: int | None, lists: dict, rules: dict, intent: str | None = None,
+    text: str, path: Path, line: int | None, lists: dict[str, Any], rules: dict[str, Any], intent: str | None = None,
     list_name: str | None = None,
 ) -> None:
     where = f"intent {intent!r}: " if intent else f"list {list_name!r}: " if list_name else ""
@@ -394,10 +395,10 @@ def _permutations_over(count: int, most: int) -> bool:
     return False
 
 
-def _sentence_line(intent_lines: object, name: str, block: int, index: int) -> int | None:
+def _sentence_line(intent_lines: Any, name: str, block: int, index: int) -> int | None:
     """Line of sentence ``index`` in data block ``block`` of intent ``name`` (else the intent's line)."""
     try:
-        sentences = intent_lines[name]["data"][block]["sentences"]  # type: ignore[index]
+        sentences = intent_lines[name]["data"][block]["sentences"]
     except (KeyError, IndexError, TypeError):
         return line_of(intent_lines, name)
     return line_of(sentences, index) or line_of(intent_lines, name)

@@ -28,7 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from assistant.runners.simulate import run as simulate_run
     from assistant.speech_in.wav import write_wav
-    from assistant.speech_out.speak import piper_available
+    from assistant.speech_out.tts import piper_available
     from assistant.testing.speechgen import VOICES, synthesize
 
     voice = VOICES["joe"] if piper_available() else VOICES["espeak-us-m3"]
@@ -52,16 +52,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _play(path: Path) -> int:
-    import wave
-
-    import numpy as np
+    from assistant.speech_in.wav import read_wav_native
 
     try:
         import sounddevice as sd
 
-        with wave.open(str(path)) as w:
-            rate = w.getframerate()
-            audio = np.frombuffer(w.readframes(w.getnframes()), np.int16)
+        audio, rate = read_wav_native(path)
         print(f"playing {len(audio) / rate:.0f} s ... (Ctrl-C stops)")
         sd.play(audio, rate)
         sd.wait()

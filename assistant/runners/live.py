@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from assistant.runners.session import EventLog
     from assistant.runners.turn_taking import TurnTaking
     from assistant.speech_in.vad import Endpointer
-    from assistant.speech_out.speak import CachedRenderer, Speaker
+    from assistant.speech_out.render import CachedRenderer
+    from assistant.speech_out.speakers import Speaker
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ class LiveLoop:
 def make_speaker(renderer: CachedRenderer | None, device: str | int | None, events: EventLog) -> Speaker:
     """The speaker; while there is none (or it fails) a text trace on stdout, and it is
     tried again every few seconds (logged, never fatal)."""
-    from assistant.speech_out.speak import DeviceSpeaker, ResilientSpeaker
+    from assistant.speech_out.speakers import DeviceSpeaker, ResilientSpeaker
 
     assert renderer is not None, "the live coach needs a voice"
     speaker = ResilientSpeaker(renderer, lambda: DeviceSpeaker(renderer, device))

@@ -27,9 +27,10 @@ from assistant.conversation.timers import Clock
 from assistant.errors import UserFacingError
 
 if TYPE_CHECKING:
-    from assistant.runners.turn_taking import SpeechOut, TurnTaking
+    from assistant.runners.turn_taking import TurnTaking
     from assistant.speech_in.recognizers import Recognizer
-    from assistant.speech_out.speak import CachedRenderer
+    from assistant.speech_out.render import CachedRenderer
+    from assistant.speech_out.speakers import Speaker
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def _open_diary(config: Config, wall_clock: Callable[[], datetime] | None = None
     return DiaryKeeper(config.diary_path, now=wall_clock)
 
 
-SpeakerFactory = Callable[["CachedRenderer | None", "EventLog"], "SpeechOut"]
+SpeakerFactory = Callable[["CachedRenderer | None", "EventLog"], "Speaker"]
 """Makes the runner's speaker from the voice (None in text mode) and the event log."""
 
 
@@ -100,7 +101,7 @@ class Running:
     session: Session
     events: EventLog
     turn_taking: TurnTaking
-    speaker: SpeechOut
+    speaker: Speaker
     renderer: CachedRenderer | None
     """The voice (None: text mode prints instead)."""
     recognizer: Recognizer | None
@@ -130,15 +131,11 @@ def build_session(config: Config, clock: Clock, speaker: SpeakerFactory, *,
     try:
         renderer = None
         if voice:
-            from assistant.speech_out.speak import VoiceSettings, create_renderer
+            from assistant.speech_out.render import VoiceSettings, create_renderer
 
             renderer = create_renderer(VoiceSettings(config.tts, config.voice, config.rate, config.volume))
-            if prewarm:
-                for line in opening_lines(session.content):
-                    try:
-                        renderer.prewarm([line])
-                    except Exception:  # noqa: BLE001 - prewarming is an optimisation only
-                        log.debug("prewarm failed", exc_info=True)
+            if prewarm:  # an optimisation only: a line that fails now is reported when it is said
+                renderer.prewarm(opening_lines(session.content))
         recognizer = factory = None
         if speech_in:
             from assistant.speech_in.recognizers import create_recognizer
@@ -178,7 +175,7 @@ class EventLog:
     def write(self, item: Event | Action | dict[str, Any], t: float | None = None) -> None:
         if self._fh is None:
             return
-        row = item if isinstance(item, dict) else to_dict(item)
+        row = item if isinstance(item, dict) else to_dict(item, self.t0)
         stamp = (self.clock.now() if t is None else t) - self.t0
         self._fh.write(json.dumps({"t": round(stamp, 3), **row}) + "\n")
         self._fh.flush()

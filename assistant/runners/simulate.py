@@ -25,12 +25,22 @@ import argparse
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from assistant.errors import UserFacingError
+from assistant.testing.fakes import ClockSpeaker
+
+if TYPE_CHECKING:
+    from assistant.conversation.timers import FakeClock
+    from assistant.runners.session import EventLog
+    from assistant.runners.turn_taking import TurnTaking
+    from assistant.speech_in.recognizers import Recognizer
+    from assistant.speech_out.render import CachedRenderer
 
 log = logging.getLogger(__name__)
 
@@ -80,111 +90,14 @@ def parse_turns(tokens: list[str]) -> list[Turn]:
     return turns
 
 
-class TimelineSpeaker:
-    """A speaker that writes into one long recording on the virtual clock.
-
-    It also keeps what it played at the microphone's rate (for the echo path of
-    :class:`MicTimeline`) and answers the echo check's loudness questions from it, as the
-    device speaker's :class:`~assistant.speech_in.echo.PlaybackHistory` does live.
-    """
-
-    def __init__(self, renderer: object, clock: object, rate: int = 22050) -> None:
-        self.renderer = renderer
-        self.clock = clock
-        self.rate = rate
-        self.audio = np.zeros(0, np.float32)
-        self.played = np.zeros(0, np.float32)
-        """What came out of the speaker, at 16 kHz (cut where a line was stopped)."""
-        self.busy_until = 0.0
-        self._line: tuple[float, float, str] | None = None
-        self.started_lines: list[float] = []
-
-    @staticmethod
-    def _grow(buf: np.ndarray, n: int, rate: int) -> np.ndarray:
-        if n > len(buf):
-            return np.concatenate([buf, np.zeros(n - len(buf) + rate * 10, np.float32)])
-        return buf
-
-    def _ensure(self, n: int) -> None:
-        self.audio = self._grow(self.audio, n, self.rate)
-
-    def say(self, text: str) -> float:
-        from assistant.speech_out.speak import resample
-
-        rendered = self.renderer.render(text)  # type: ignore[attr-defined]
-        samples = resample(rendered.samples, rendered.rate, self.rate).astype(np.float32)
-        heard = resample(rendered.samples, rendered.rate, RATE).astype(np.float32)
-        now = self.clock.now()  # type: ignore[attr-defined]
-        at = int(now * self.rate)
-        self._ensure(at + len(samples))
-        self.audio[at:at + len(samples)] += samples
-        at16 = int(round(now * RATE))
-        self.played = self._grow(self.played, at16 + len(heard), RATE)
-        self.played[at16:at16 + len(heard)] += heard
-        duration = len(samples) / self.rate
-        self.busy_until = now + duration
-        self._line = (now, self.busy_until, text)
-        self.started_lines.append(now)
-        return duration
-
-    def mix_in(self, samples16k: np.ndarray, at: float, gain: float = 1.0) -> None:
-        """Add the person's voice to the recording (``--with-user``)."""
-        from assistant.speech_out.speak import resample
-
-        samples = resample(samples16k, RATE, self.rate).astype(np.float32) * gain
-        start = int(at * self.rate)
-        self._ensure(start + len(samples))
-        self.audio[start:start + len(samples)] += samples
-
-    def stop(self) -> None:
-        now = self.clock.now()  # type: ignore[attr-defined]
-        if self._line and now < self.busy_until:
-            self.audio[int(now * self.rate):int(self.busy_until * self.rate) + 1] = 0.0
-            self.played[int(round(now * RATE)):int(self.busy_until * RATE) + 1] = 0.0
-            self.busy_until = now
-
-    def close(self) -> None:
-        pass
-
-    @property
-    def speaking(self) -> bool:
-        return self.clock.now() < self.busy_until  # type: ignore[attr-defined]
-
-    @property
-    def current_text(self) -> str | None:
-        return self._line[2] if self._line and self.speaking else None
-
-    @property
-    def history(self) -> TimelineSpeaker:
-        """The echo check's view of what was played (:meth:`window`)."""
-        return self
-
-    def window(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
-        """Loudness per 10 ms frame played between ``t0`` and ``t1`` (the speaker's history)."""
-        from assistant.speech_in.echo import FRAME
-
-        n = int(RATE * FRAME)
-        until = min(t1, self.clock.now())  # type: ignore[attr-defined]
-        first, last = max(0, int(np.ceil(t0 / FRAME))), int(until / FRAME)
-        if last <= first:
-            return np.zeros(0), np.zeros(0)
-        frames = self._grow(self.played, (last + 1) * n, RATE)[first * n:(last + 1) * n]
-        levels = np.abs(frames[:(last + 1 - first) * n]).reshape(-1, n).mean(axis=1)
-        return np.arange(first, last + 1) * FRAME, levels
-
-    def samples(self, until: float) -> np.ndarray:
-        n = int(max(until, self.busy_until) * self.rate)
-        self._ensure(n)
-        return np.clip(self.audio[:n], -32768, 32767).astype(np.int16)
-
-
 class MicTimeline:
     """What the microphone hears on the virtual clock: the person's turns, the coach's own
     voice coming back (``echo_gain`` × the speaker, ``echo_delay`` s later; 0 = none) and
     a faint room-noise floor (exact digital silence is not a microphone)."""
 
-    def __init__(self, speaker: TimelineSpeaker, echo_gain: float = 0.0, echo_delay: float = 0.1,
+    def __init__(self, speaker: ClockSpeaker, echo_gain: float = 0.0, echo_delay: float = 0.1,
                  noise: float = 2.0, seed: int = 0) -> None:
+        assert speaker.played_rate == RATE, "the echo path needs the speaker's output at the mic's rate"
         self.speaker = speaker
         self.echo_gain = echo_gain
         self.echo_delay = int(round(echo_delay * RATE))
@@ -197,7 +110,9 @@ class MicTimeline:
     def add(self, samples: np.ndarray, at: float) -> float:
         """The person says ``samples`` (16 kHz) from clock time ``at``; returns when it ends."""
         start = int(round(at * RATE))
-        self.user = TimelineSpeaker._grow(self.user, start + len(samples), RATE)
+        if start + len(samples) > len(self.user):
+            self.user = np.concatenate([self.user, np.zeros(start + len(samples) - len(self.user) + RATE * 10,
+                                                            np.float32)])
         self.user[start:start + len(samples)] += samples.astype(np.float32)
         self.user_until = max(self.user_until, start + len(samples))
         return (start + len(samples)) / RATE
@@ -228,14 +143,12 @@ class Simulation:
     """Runs turns against a :class:`TurnTaking` on a :class:`FakeClock`, hearing through the
     same utterance pipeline as the live loop, 20 ms of microphone at a time."""
 
-    def __init__(self, turn_taking: object, speaker: TimelineSpeaker, recognizer: object,
-                 clock: object, realtime: bool = False, with_user: bool = False, seed: int = 0,
+    def __init__(self, turn_taking: TurnTaking, speaker: ClockSpeaker, recognizer: Recognizer,
+                 clock: FakeClock, realtime: bool = False, with_user: bool = False, seed: int = 0,
                  echo_gain: float = 0.0, echo_delay: float = 0.1) -> None:
-        from assistant.runners.turn_taking import TurnTaking
         from assistant.speech_in.pipeline import Decoder, UtterancePipeline
         from assistant.speech_in.vad import Endpointer
 
-        assert isinstance(turn_taking, TurnTaking)
         self.tt = turn_taking
         self.speaker = speaker
         self.recognizer = recognizer
@@ -246,20 +159,20 @@ class Simulation:
         self.mic = MicTimeline(speaker, echo_gain, echo_delay, seed=seed)
         self.pipeline = UtterancePipeline(Decoder(recognizer, turn_taking.intent_set), self.endpointer,
                                           turn_taking.utterance_started, lambda: speaker.history)
-        self.heard_until = int(round(clock.now() * RATE))  # type: ignore[attr-defined]
+        self.heard_until = int(round(clock.now() * RATE))
         """Sample index up to which the microphone has been fed."""
         self._real_origin = time.monotonic()
 
     # ------------------------------------------------------------- time
 
     def _set_clock(self, t: float) -> None:
-        if t <= self.clock.now():  # type: ignore[attr-defined]
+        if t <= self.clock.now():
             return
         if self.realtime:
             delay = t - (time.monotonic() - self._real_origin)
             if delay > 0:
                 time.sleep(delay)
-        self.clock.set(t)  # type: ignore[attr-defined]
+        self.clock.set(t)
 
     def _advance_to(self, t: float) -> None:
         """Let time pass to ``t``: the microphone is heard block by block while there is
@@ -269,7 +182,7 @@ class Simulation:
         while self.heard_until + n <= target:
             i0, i1 = self.heard_until, self.heard_until + n
             wake = self.tt.next_wakeup()
-            if wake is not None and self.clock.now() < wake < i1 / RATE:  # type: ignore[attr-defined]
+            if wake is not None and self.clock.now() < wake < i1 / RATE:
                 self._set_clock(wake)  # a cue is due mid-block: on time, as live
                 self.tt.poll()
             if self.pipeline.ctx is None and not self.endpointer.in_speech and not self.mic.audible(i0, target):
@@ -287,7 +200,7 @@ class Simulation:
 
     def _step(self, limit: float) -> None:
         """Advance to the next thing due (or ``limit``) and handle it."""
-        now = self.clock.now()  # type: ignore[attr-defined]
+        now = self.clock.now()
         times = [limit]
         wake = self.tt.next_wakeup()
         if wake is not None:
@@ -305,14 +218,14 @@ class Simulation:
         self.tt.poll()
 
     def run_for(self, seconds: float) -> None:
-        end = self.clock.now() + seconds  # type: ignore[attr-defined]
-        while self.clock.now() < end - 1e-9:  # type: ignore[attr-defined]
+        end = self.clock.now() + seconds
+        while self.clock.now() < end - 1e-9:
             self._step(end)
 
-    def run_until(self, done: object, limit: float) -> bool:
-        end = self.clock.now() + limit  # type: ignore[attr-defined]
-        while not done():  # type: ignore[operator]
-            if self.clock.now() >= end:  # type: ignore[attr-defined]
+    def run_until(self, done: Callable[[], bool], limit: float) -> bool:
+        end = self.clock.now() + limit
+        while not done():
+            if self.clock.now() >= end:
                 return False
             self._step(end)
         return True
@@ -328,17 +241,25 @@ class Simulation:
             if turn.kind == "wait":
                 self.run_for(turn.seconds)
             elif turn.kind == "state":
-                if not self.run_until(lambda s=turn.state: self.quiet() and self.tt.coach.state == s, max_seconds):
+                def reached(s: str = turn.state) -> bool:
+                    return self.quiet() and self.tt.coach.state == s
+
+                if not self.run_until(reached, max_seconds):
                     raise UserFacingError(f"--turns: the coach never reached state {turn.state!r} "
                                           f"(it is in {self.tt.coach.state!r})")
             elif turn.kind == "say":
+                assert turn.path is not None
                 self.run_until(self.quiet, max_seconds)
-                self.speak(turn.path)  # type: ignore[arg-type]
+                self.speak(turn.path)
             elif turn.kind == "barge":
                 lines = len(self.speaker.started_lines)
-                self.run_until(lambda n=lines: len(self.speaker.started_lines) > n, max_seconds)
+                def next_line_started(n: int = lines) -> bool:
+                    return len(self.speaker.started_lines) > n
+
+                self.run_until(next_line_started, max_seconds)
+                assert turn.path is not None
                 self.run_for(turn.seconds)
-                self.speak(turn.path)  # type: ignore[arg-type]
+                self.speak(turn.path)
         self.run_until(lambda: self.quiet() and self.tt.coach.state == "idle"
                        and self.tt.coach.next_deadline() is None, max_seconds)
 
@@ -348,7 +269,7 @@ class Simulation:
         from assistant.speech_in.wav import read_wav
 
         audio = read_wav(path)
-        start = self.clock.now()  # type: ignore[attr-defined]
+        start = self.clock.now()
         self.tt.events.write({"type": "user_audio", "file": str(path), "duration": round(len(audio) / RATE, 3)})
         if self.with_user:
             self.speaker.mix_in(audio, start, gain=0.8)
@@ -386,13 +307,15 @@ def run(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, hold_seconds=args.hold_seconds)
     clock = FakeClock(0.0)
 
-    def timeline(renderer: object, _events: object) -> TimelineSpeaker:
-        return TimelineSpeaker(renderer, clock)
+    def clock_speaker(renderer: CachedRenderer | None, _events: EventLog) -> ClockSpeaker:
+        assert renderer is not None
+        # --out records it; --echo plays it back into the microphone; the echo check reads its history
+        return ClockSpeaker(renderer, clock, record=True, history=True, played_rate=RATE)
 
-    running = build_session(config, clock, timeline, events=args.log, seed=getattr(args, "seed", None),
+    running = build_session(config, clock, clock_speaker, events=args.log, seed=getattr(args, "seed", None),
                             use_diary=args.diary, prewarm=False)
     speaker = running.speaker
-    assert isinstance(speaker, TimelineSpeaker)
+    assert isinstance(speaker, ClockSpeaker) and running.recognizer is not None
     tt = running.turn_taking
     sim = Simulation(tt, speaker, running.recognizer, clock, realtime=args.realtime, with_user=args.with_user,
                      echo_gain=getattr(args, "echo", 0.0), echo_delay=getattr(args, "echo_delay", 0.1))
@@ -401,7 +324,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         running.close()
     if args.out:
-        from assistant.speech_out.speak import write_wav
+        from assistant.speech_in.wav import write_wav
 
         write_wav(args.out, speaker.samples(clock.now()), speaker.rate)
     print(f"simulated {clock.now():.1f} s: {len(speaker.started_lines)} lines said, "

@@ -22,7 +22,6 @@ from __future__ import annotations
 import collections
 import logging
 from collections.abc import Sequence
-from typing import Protocol
 
 from assistant.conversation.dialog import BARGE_IN_INTENTS, Coach
 from assistant.conversation.events import (
@@ -45,6 +44,7 @@ from assistant.conversation.timers import Clock
 from assistant.runners.session import EventLog, Session
 from assistant.speech_in.echo import ECHO_LIMIT
 from assistant.speech_in.pipeline import Decoded, UtteranceContext
+from assistant.speech_out.speakers import Speaker
 
 log = logging.getLogger(__name__)
 
@@ -53,27 +53,18 @@ ECHO_TAIL = 0.25
 coach's voice may still come back through the microphone (room echo, a slow speaker)."""
 
 
-class SpeechOut(Protocol):
-    """What turn taking needs of a speaker. One that also has ``say_line(say: Say) -> float``
-    is handed the whole line instead (text mode marks countdown cues)."""
+SpeechOut = Speaker
+"""The one speaker protocol (:class:`assistant.speech_out.speakers.Speaker`); old name.
 
-    def say(self, text: str) -> float: ...
-
-    def stop(self) -> None: ...
-
-    def close(self) -> None: ...
-
-    @property
-    def speaking(self) -> bool: ...
-
-    @property
-    def current_text(self) -> str | None: ...
+A speaker may also have the optional capability ``say_line(say: Say) -> float``; turn
+taking checks for it at run time and then hands over the whole line instead of its text
+(text mode marks countdown cues). It is not part of the protocol."""
 
 
 class TurnTaking:
     """Feeds the coach events and carries out its actions on one clock."""
 
-    def __init__(self, session: Session, clock: Clock, speaker: SpeechOut, events: EventLog) -> None:
+    def __init__(self, session: Session, clock: Clock, speaker: Speaker, events: EventLog) -> None:
         self.session = session
         self.coach: Coach = session.coach
         self.intent_set: IntentSet = session.content.intents
@@ -156,7 +147,9 @@ class TurnTaking:
                 duration = 0.0
             self.spoken_until = now + duration
             self.recent_lines.append((now, now + duration, say.text))
-            self.apply(self.coach.handle(SpeechTiming(say.key, now + duration)))
+            timing = SpeechTiming(say.key, now + duration)
+            self.events.write(timing)  # an input to the core: logged, so the log replays
+            self.apply(self.coach.handle(timing))
 
     @property
     def quiet(self) -> bool:

@@ -40,6 +40,12 @@ class PlaybackHistory:
         with self._lock:
             self._frames.append((t_heard, level))
 
+    def cut(self, t: float) -> None:
+        """Forget what was queued to be heard after ``t`` (the line was stopped)."""
+        with self._lock:
+            while self._frames and self._frames[-1][0] > t:
+                self._frames.pop()
+
     def window(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
             frames = [(t, v) for t, v in self._frames if t0 <= t <= t1]

@@ -140,7 +140,7 @@ def _import_vosk() -> Any:
         return getattr(importlib.import_module("requests"), name)
 
     stand_in = types.ModuleType("requests", "imported on first use (assistant.speech_in.models._import_vosk)")
-    stand_in.__getattr__ = on_first_use  # type: ignore[method-assign]
+    stand_in.__dict__["__getattr__"] = on_first_use  # a module's own __getattr__ (PEP 562)
     sys.modules["requests"] = stand_in
     try:
         import vosk

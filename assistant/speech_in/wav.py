@@ -1,8 +1,12 @@
-"""WAV files in and out, in the one format the recognizers take: int16 mono 16 kHz.
+"""WAV files and resampling: the one place the coach reads, writes or resamples audio.
 
 Recordings come from phones, other tools and TTS at any common rate, width and
 channel count; ``soxr`` resamples them with a proper anti-aliasing filter (cheap on a
-Pi) so the recognizer sees what a microphone at 16 kHz would have given it.
+Pi) so the recognizer sees what a microphone at 16 kHz would have given it
+(:func:`read_wav`). Speech out uses the same functions: the voice's WAV at its own rate
+(:func:`read_wav_native`), int16 to the speaker's rate (:func:`resample`), a
+recording of what the coach said (:func:`write_wav`). The live microphone resamples
+its stream block by block with soxr's streaming resampler (``speech_in.audio``).
 """
 
 from __future__ import annotations
@@ -38,12 +42,33 @@ def to_int16_mono(samples: np.ndarray, rate: int, target_rate: int = TARGET_RATE
     return np.clip(np.rint(data * 32768.0), -32768, 32767).astype(np.int16)
 
 
+def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Mono int16 at ``from_rate`` → int16 at ``to_rate`` (unchanged when the rates match)."""
+    if from_rate == to_rate or len(samples) == 0:
+        return samples
+    return to_int16_mono(np.asarray(samples, np.int16), from_rate, to_rate)
+
+
 def read_wav(path: Path | str, target_rate: int = TARGET_RATE) -> np.ndarray:
     """Read a PCM WAV file as int16 mono at ``target_rate``.
 
     Raises :class:`UserFacingError` naming the file when it is not a readable PCM WAV.
     """
-    path = Path(path)
+    data, rate = _read_frames_and_rate(Path(path))
+    return to_int16_mono(data, rate, target_rate)
+
+
+def read_wav_native(path: Path | str) -> tuple[np.ndarray, int]:
+    """Read a PCM WAV file as int16 mono at its own rate: ``(samples, rate)``.
+
+    Same checks and errors as :func:`read_wav`.
+    """
+    data, rate = _read_frames_and_rate(Path(path))
+    return to_int16_mono(data, rate, rate), rate
+
+
+def _read_frames_and_rate(path: Path) -> tuple[np.ndarray, int]:
+    """The WAV's samples (frames × channels, integer) and its rate, or a UserFacingError."""
     redo = f"Give a PCM WAV recording, e.g. convert with `sox INPUT -r 16000 -c 1 -b 16 {path.stem}-16k.wav`"
     if path.is_dir():
         raise UserFacingError(f"{path} is a directory, not a WAV file; give the path of a .wav file")
@@ -76,6 +101,7 @@ def read_wav(path: Path | str, target_rate: int = TARGET_RATE) -> np.ndarray:
         )
     if got == 0:
         raise UserFacingError(f"{path}: the WAV file holds no audio (0 samples). Record or export it again")
+    data: np.ndarray
     if width == 1:
         data = np.frombuffer(raw, dtype=np.uint8)
     elif width == 2:
@@ -89,7 +115,7 @@ def read_wav(path: Path | str, target_rate: int = TARGET_RATE) -> np.ndarray:
     else:
         raise UserFacingError(f"{path}: unsupported WAV sample width of {width} bytes; use 16-bit PCM")
     data = data[: len(data) // channels * channels].reshape(-1, channels)
-    return to_int16_mono(data, rate, target_rate)
+    return data, rate
 
 
 def _read_frames(wav: wave.Wave_read, declared: int) -> bytes:
@@ -105,10 +131,11 @@ def _read_frames(wav: wave.Wave_read, declared: int) -> bytes:
     return b"".join(blocks)
 
 
-def write_wav(path: Path | str, samples: np.ndarray, rate: int = TARGET_RATE) -> None:
-    """Write int16 mono samples as a WAV file."""
+def write_wav(path: Path | str, samples: np.ndarray, rate: int = TARGET_RATE) -> Path:
+    """Write int16 mono samples as a WAV file; returns its path."""
     with wave.open(str(path), "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(2)
         wav.setframerate(rate)
         wav.writeframes(np.asarray(samples, dtype="<i2").tobytes())
+    return Path(path)
