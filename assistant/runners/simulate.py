@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -158,10 +158,17 @@ class Simulation:
         self.endpointer = Endpointer(RATE)
         self.mic = MicTimeline(speaker, echo_gain, echo_delay, seed=seed)
         self.pipeline = UtterancePipeline(Decoder(recognizer, turn_taking.intent_set), self.endpointer,
-                                          turn_taking.utterance_started, lambda: speaker.history)
+                                          turn_taking.utterance_started, self._echo_reference)
         self.heard_until = int(round(clock.now() * RATE))
         """Sample index up to which the microphone has been fed."""
         self._real_origin = time.monotonic()
+
+    def _echo_reference(self) -> Any:
+        """What the echo check compares an utterance with: the speaker's playback history
+        when its voice can reach this microphone (``--echo``). Without an echo path nothing
+        the microphone hears can be the coach, so nothing is scored (a short word said over
+        the coach can follow its loudness by chance: "stop" scored 0.63 over an instruction)."""
+        return self.speaker.history if self.mic.echo_gain > 0 else None
 
     # ------------------------------------------------------------- time
 
