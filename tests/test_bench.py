@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from assistant.conversation.dialog import CONTEXTS
@@ -73,3 +74,41 @@ def test_report_lists_every_target_and_says_which_were_missed(tmp_path: Path) ->
     out = tmp_path / "performance.md"
     write_docs(json.loads(json.dumps(results)), out)
     assert out.read_text().startswith("## Performance")
+
+
+def test_noise_is_mixed_by_the_loudest_frame_rule() -> None:
+    """The realspeech SNR rule: loudest 2048-sample frame energy of speech / of noise = SNR."""
+    from bench.realspeech import FRAME, max_frame_energy, mix_at_snr, scale_noise
+
+    rng = np.random.default_rng(7)
+    # a short loud word in a long quiet recording: an average-power rule would give a very different noise level
+    speech = np.zeros(16000 * 3, np.int16)
+    speech[20000:20000 + 3 * FRAME] = (8000 * np.sin(np.arange(3 * FRAME) * 0.05)).astype(np.int16)
+    noise = rng.normal(size=len(speech))
+    for snr in (24.0, 12.0, 6.0, 0.0):
+        mixed = mix_at_snr(speech, noise, snr)
+        heard_noise = mixed.astype(np.float64) - speech
+        got = 10 * np.log10(max_frame_energy(speech) / max_frame_energy(heard_noise))
+        assert abs(got - snr) < 0.05, (snr, got)
+    mean_power_snr = 10 * np.log10(np.mean(speech.astype(np.float64) ** 2) / np.mean(heard_noise**2))
+    assert mean_power_snr < -5  # the same mix by average power: the rule is not average power
+
+    loud = (32000 * np.sign(np.sin(np.arange(len(speech)) * 0.01))).astype(np.int16)  # would clip at 6 dB
+    mixed = mix_at_snr(loud, noise, 6.0)
+    scaled = loud + scale_noise(loud, noise, 6.0)
+    expected = scaled * 32767 / np.abs(scaled).max()  # scaled down as a whole: the ratio stays
+    assert np.abs(mixed.astype(np.float64) - expected).max() <= 1.0
+    assert len(mix_at_snr(speech, noise[:100], 12.0)) == len(speech)  # short noise is looped
+
+
+def test_realspeech_halves_split_the_set_and_noise_is_reproducible() -> None:
+    from bench.realspeech import REALSPEECH, condition_audio, load_set, select_ids
+
+    if not (REALSPEECH / "labels.json").exists():
+        pytest.skip("realspeech set not present")
+    even, odd = select_ids("even"), select_ids("odd")
+    assert not set(even) & set(odd) and len(even) + len(odd) == len(select_ids())
+    rec = load_set(even[:1])[0]
+    assert rec.intent and rec.slots
+    a, b = condition_audio(rec, 12.0), condition_audio(rec, 12.0)
+    assert np.array_equal(a, b) and not np.array_equal(a, rec.audio)
