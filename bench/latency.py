@@ -9,9 +9,10 @@ with the same monotonic clock, so their small capture latencies cancel.
 
 Also measures the speaker's cut-off: ``DeviceSpeaker.stop()`` → last sound sample.
 
-    python bench/latency.py [--runs 10]
+    python bench/latency.py [--runs 10] [--engine whisper --json bench/results/latency-whisper.json]
 
-Writes bench/results/latency.json and latency.md.
+Writes bench/results/latency.json and latency.md (or ``--json`` and its ``.md``); the
+per-engine figures feed assistant/speech_in/engine_costs.json (bench/realspeech_report.py).
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--engine", help="the coach's --engine (default: its own choice)")
+    parser.add_argument("--json", type=Path, default=RESULTS / "latency.json", help="result file (.md beside it)")
     args = parser.parse_args()
 
     runtime = subprocess.run(["bash", str(ROOT / ".ci" / "pulse.sh")], check=True, capture_output=True,
@@ -87,7 +90,8 @@ def main() -> int:
     coach_env = env | {"CRAMP_COACH_DIARY_PATH": str(tmp / "diary.sqlite3"),
                        "CRAMP_COACH_CONFIG": str(tmp / "none.toml")}
     coach = subprocess.Popen([sys.executable, "-m", "assistant.commands.cli", "--input", "pulse", "--output", "pulse",
-                              "--log-events", str(tmp / "events.jsonl")],
+                              "--log-events", str(tmp / "events.jsonl")]
+                             + (["--engine", args.engine] if args.engine else []),
                              env=coach_env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert coach.stdout is not None
     coach.stdout.readline()
@@ -139,12 +143,14 @@ def main() -> int:
         if latencies else None,
         "stop_cutoff_ms": {"median": round(1000 * statistics.median(cut)), "max": round(1000 * max(cut))},
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "path": "PulseAudio null sinks via ALSA 'pulse' device; PocketSphinx; pyttsx3/espeak-ng",
+        "path": f"PulseAudio null sinks via ALSA 'pulse' device; engine {args.engine or 'auto'}; pyttsx3/espeak-ng",
+        "engine": args.engine,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latency.json").write_text(json.dumps(result, indent=2) + "\n")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
     lat = result["reply_latency_ms"] or {}
-    (RESULTS / "latency.md").write_text(
+    args.json.with_suffix(".md").write_text(
         "# Reply latency through the PulseAudio path\n\n"
         f"{result['machine']}; {result['path']}.\n\n"
         "| measure | median | p95 / max |\n|---|---|---|\n"
