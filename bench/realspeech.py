@@ -254,10 +254,13 @@ class Result:
     cpu_s: float
     tail_s: float
     fed_s: float
+    segments: int = 0
+    """Utterances the endpointer cut from the recording (0: it never heard speech start)."""
     idle_heard: str | None = None
     idle_accept: str | None = None
     """The coach intent accepted in the idle context (a false accept), if any."""
     idle_cpu_s: float | None = None
+    idle_fed_s: float | None = None
 
 
 def make_engine(name: str, intent_set: Any, model: str | None = None) -> Any:
@@ -300,10 +303,11 @@ def _run(factory: EngineFactory, snr: float | None, ids: Sequence[str], idle: bo
         else:
             h, verdict = Heard([], [], None, {}, 0.0, 0.0, 0.0), "skipped"
         res = Result(r.id, snr, noise, verdict, " | ".join(h.texts), h.confidences, h.intent, h.slots, r.slots,
-                     round(h.cpu_s, 4), round(h.tail_s, 4), round(h.fed_s, 3))
+                     round(h.cpu_s, 4), round(h.tail_s, 4), round(h.fed_s, 3), len(h.texts))
         if idle:
             hi = listen(idle_rec, coach, audio, CONTEXTS["idle"])
-            res.idle_heard, res.idle_accept, res.idle_cpu_s = " | ".join(hi.texts), hi.intent, round(hi.cpu_s, 4)
+            res.idle_heard, res.idle_accept = " | ".join(hi.texts), hi.intent
+            res.idle_cpu_s, res.idle_fed_s = round(hi.cpu_s, 4), round(hi.fed_s, 3)
         out.append(res)
     return out
 
@@ -345,13 +349,16 @@ def summarize(results: list[Result], idle: bool = True, commands: bool = True) -
             "audio_fed_mean_s": round(fed / n, 3),
             "cpu_per_3s_command_s": round(3.0 * sum(cpu) / fed, 4) if fed else None,
             "tail_p95_s": round(pct([r.tail_s for r in results], 95) or 0, 4),
+            "endpointer_missed": sum(r.segments == 0 for r in results),
+            "split": sum(r.segments > 1 for r in results),
         })
     if idle and n:
         fa = [r for r in results if r.idle_accept]
         lo, hi = wilson(len(fa), n)
+        idle_cpu, idle_fed = sum(r.idle_cpu_s or 0 for r in results), sum(r.idle_fed_s or 0 for r in results)
         out["idle"] = {"n": n, "false_accepts": len(fa), "rate": round(len(fa) / n, 4),
-                       "ci95": [round(lo, 4), round(hi, 4)],
-                       "cpu_mean_s": round(float(np.mean([r.idle_cpu_s or 0 for r in results])), 4),
+                       "ci95": [round(lo, 4), round(hi, 4)], "cpu_mean_s": round(idle_cpu / n, 4),
+                       "cpu_per_3s_command_s": round(3.0 * idle_cpu / idle_fed, 4) if idle_fed else None,
                        "examples": [{"id": r.id, "heard": r.idle_heard, "as": r.idle_accept} for r in fa[:10]]}
     out["rows"] = [asdict(r) for r in results]
     return out
@@ -361,10 +368,12 @@ def line(summary: dict[str, Any]) -> str:
     """One human line per condition."""
     parts = [f"{summary['condition']:>7}  n={summary['n']}"]
     if "right" in summary:
+        per3 = summary["cpu_per_3s_command_s"]
         parts.append(f"right {summary['right_rate']:.1%} ({summary['right']})  not understood "
-                     f"{summary['not_understood']}  wrong {summary['wrong']}  CPU/utt mean "
+                     f"{summary['not_understood']} (no speech start {summary['endpointer_missed']}, split "
+                     f"{summary['split']})  wrong {summary['wrong']}  CPU/utt mean "
                      f"{summary['cpu_mean_s']:.3f} s p95 {summary['cpu_p95_s']:.3f} s  per 3 s "
-                     f"{summary['cpu_per_3s_command_s']:.3f} s  tail p95 {summary['tail_p95_s']:.3f} s")
+                     + ("–" if per3 is None else f"{per3:.3f} s") + f"  tail p95 {summary['tail_p95_s']:.3f} s")
     if "idle" in summary:
         parts.append(f"idle false accepts {summary['idle']['false_accepts']}/{summary['idle']['n']}")
     return "  ".join(parts)
@@ -379,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="model path for the engine")
     parser.add_argument("--snr", default="clean,12", help="comma list of SNRs in dB or 'clean' (default clean,12)")
     parser.add_argument("--half", choices=("even", "odd", "all"), default="all", help="even = calibration half")
-    parser.add_argument("--limit", type=int, help="first N recordings of the half (quick loops)")
+    parser.add_argument("--limit", type=int, help="first N recordings of the half (with --full: of each half)")
     parser.add_argument("--noise", choices=NOISES, help="one noise kind instead of rotating")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (2 cores shared: keep 1)")
     parser.add_argument("--no-idle", action="store_true", help="skip the idle false-accept pass")
@@ -389,13 +398,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the summaries (with rows) here")
     parser.add_argument("--full", action="store_true", help="every installed engine, every SNR; commit results")
     parser.add_argument("--engines", help="with --full: comma list instead of every installed engine")
+    parser.add_argument("--latency-runs", type=int, default=12, help="with --full: live reply latency runs (0: skip)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("assistant").setLevel(logging.WARNING)
     if args.full:
         from bench.realspeech_report import measure_all
 
-        measure_all(args.engines.split(",") if args.engines else None, args.half, args.limit, args.jobs)
+        measure_all(args.engines.split(",") if args.engines else None, args.limit, args.jobs, args.latency_runs)
         return 0
     ids = select_ids(None if args.half == "all" else args.half, args.limit)
     factory = engine_factory(args.engine, args.model)
