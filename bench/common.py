@@ -140,13 +140,14 @@ def init_worker(engine: str, model: str | None) -> None:
     WORKER["recognizer"] = create_recognizer(intent_set, engine, Path(model) if model else None)
 
 
-def utterances_like_live(recognizer: Any, audio: np.ndarray) -> Iterator[tuple[float, Any, bool]]:
+def utterances_like_live(recognizer: Any, audio: np.ndarray, vad: Any = None) -> Iterator[tuple[float, Any, bool]]:
     """Feed ``audio`` 20 ms at a time through the endpointer into ``recognizer``, as
     assistant/runners/live.py does; yields ``(end time s, transcript, cut)`` per utterance, ``cut``
-    for one still going when the audio ran out. The recognizer's context is the caller's."""
-    from assistant.speech_in.vad import Endpointer
+    for one still going when the audio ran out. The recognizer's context is the caller's;
+    ``vad`` = other :class:`~assistant.speech_in.vad.VadSettings` (experiments; default the coach's)."""
+    from assistant.speech_in.vad import Endpointer, VadSettings
 
-    endpointer = Endpointer(RATE)
+    endpointer = Endpointer(RATE, vad or VadSettings())
     block = int(RATE * 0.02)
     active = False
     for i in range(0, len(audio) - block + 1, block):

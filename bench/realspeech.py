@@ -220,7 +220,8 @@ class Heard:
     fed_s: float
 
 
-def listen(recognizer: Any, intent_set: Any, audio: np.ndarray, only: Sequence[str] | None) -> Heard:
+def listen(recognizer: Any, intent_set: Any, audio: np.ndarray, only: Sequence[str] | None,
+           vad: Any = None) -> Heard:
     """``audio`` through the live endpointer into ``recognizer`` in context ``only``; the first
     understood intent of the stream counts (as in the live coach)."""
     from assistant.speech_in.recognizers import understand
@@ -228,7 +229,7 @@ def listen(recognizer: Any, intent_set: Any, audio: np.ndarray, only: Sequence[s
     recognizer.set_context(list(only) if only is not None else None)
     timed = _Timed(recognizer)
     texts, confs, first = [], [], None
-    for _, transcript, _ in utterances_like_live(timed, audio):
+    for _, transcript, _ in utterances_like_live(timed, audio, vad):
         texts.append(transcript.text)
         confs.append(round(float(transcript.confidence), 3))
         match = understand(intent_set, transcript, list(only) if only is not None else None)
@@ -288,7 +289,7 @@ def _recognizers(factory: EngineFactory, idle: bool) -> tuple[Any, Any, Any, Any
 
 
 def _run(factory: EngineFactory, snr: float | None, ids: Sequence[str], idle: bool, commands: bool,
-         kind: str | None) -> list[Result]:
+         kind: str | None, vad: Any = None) -> list[Result]:
     from assistant.conversation.dialog import CONTEXTS
 
     coffee, rec, coach, idle_rec = _recognizers(factory, idle)
@@ -297,7 +298,7 @@ def _run(factory: EngineFactory, snr: float | None, ids: Sequence[str], idle: bo
         audio = condition_audio(r, snr, kind)
         noise = None if snr is None else (kind or noise_kind(r))
         if commands:
-            h = listen(rec, coffee, audio, None)
+            h = listen(rec, coffee, audio, None, vad)
             ok = h.intent == r.intent and h.slots == r.slots
             verdict = "right" if ok else ("not_understood" if h.intent is None else "wrong")
         else:
@@ -305,7 +306,7 @@ def _run(factory: EngineFactory, snr: float | None, ids: Sequence[str], idle: bo
         res = Result(r.id, snr, noise, verdict, " | ".join(h.texts), h.confidences, h.intent, h.slots, r.slots,
                      round(h.cpu_s, 4), round(h.tail_s, 4), round(h.fed_s, 3), len(h.texts))
         if idle:
-            hi = listen(idle_rec, coach, audio, CONTEXTS["idle"])
+            hi = listen(idle_rec, coach, audio, CONTEXTS["idle"], vad)
             res.idle_heard, res.idle_accept = " | ".join(hi.texts), hi.intent
             res.idle_cpu_s, res.idle_fed_s = round(hi.cpu_s, 4), round(hi.fed_s, 3)
         out.append(res)
@@ -313,17 +314,19 @@ def _run(factory: EngineFactory, snr: float | None, ids: Sequence[str], idle: bo
 
 
 def evaluate(factory: EngineFactory, snr: float | None, ids: Sequence[str] | None = None, *,
-             idle: bool = True, commands: bool = True, jobs: int = 1, kind: str | None = None) -> dict[str, Any]:
+             idle: bool = True, commands: bool = True, jobs: int = 1, kind: str | None = None,
+             vad: Any = None) -> dict[str, Any]:
     """Score ``ids`` (default all) at ``snr`` (None = clean): commands with the coffee grammar and,
-    with ``idle``, false accepts in the coach's idle context. Returns a summary with per-utterance rows."""
+    with ``idle``, false accepts in the coach's idle context; ``vad``: other endpointer settings
+    (experiments). Returns a summary with per-utterance rows."""
     ids = list(ids) if ids is not None else all_ids()
     started = time.monotonic()
     if jobs <= 1 or len(ids) < 2 * jobs:
-        results = _run(factory, snr, ids, idle, commands, kind)
+        results = _run(factory, snr, ids, idle, commands, kind, vad)
     else:
         chunks = [ids[i::jobs] for i in range(jobs)]
         with ProcessPoolExecutor(jobs) as ex:
-            futures = [ex.submit(_run, factory, snr, c, idle, commands, kind) for c in chunks]
+            futures = [ex.submit(_run, factory, snr, c, idle, commands, kind, vad) for c in chunks]
             results = [res for f in futures for res in f.result()]
     summary = summarize(results, idle, commands)
     summary["wall_s"] = round(time.monotonic() - started, 1)
@@ -382,6 +385,16 @@ def line(summary: dict[str, Any]) -> str:
 # ------------------------------------------------------------------ CLI
 
 
+def vad_settings(text: str) -> Any:
+    """``start_db=6,hangover=0.6`` → :class:`~assistant.speech_in.vad.VadSettings` with those fields."""
+    from dataclasses import replace
+
+    from assistant.speech_in.vad import VadSettings
+
+    fields = dict(part.split("=", 1) for part in text.split(",") if part)
+    return replace(VadSettings(), **{k.strip(): float(v) for k, v in fields.items()})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Real voices (realspeech) through one engine.")
     parser.add_argument("--engine", default="pocketsphinx", help="a create_recognizer() engine name")
@@ -390,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--half", choices=("even", "odd", "all"), default="all", help="even = calibration half")
     parser.add_argument("--limit", type=int, help="first N recordings of the half (with --full: of each half)")
     parser.add_argument("--noise", choices=NOISES, help="one noise kind instead of rotating")
+    parser.add_argument("--vad", help="endpointer experiment, e.g. start_db=6,hangover=0.6 (VadSettings fields)")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (2 cores shared: keep 1)")
     parser.add_argument("--no-idle", action="store_true", help="skip the idle false-accept pass")
     parser.add_argument("--idle-only", action="store_true", help="only the idle false-accept pass")
@@ -409,11 +423,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ids = select_ids(None if args.half == "all" else args.half, args.limit)
     factory = engine_factory(args.engine, args.model)
+    vad = vad_settings(args.vad) if args.vad else None
     summaries = []
     for snr in [parse_snr(s) for s in args.snr.split(",")]:
         s = evaluate(factory, snr, ids, idle=not args.no_idle, commands=not args.idle_only, jobs=args.jobs,
-                     kind=args.noise)
-        s["engine"], s["half"], s["limit"] = args.engine, args.half, args.limit
+                     kind=args.noise, vad=vad)
+        s["engine"], s["half"], s["limit"], s["vad"] = args.engine, args.half, args.limit, args.vad
         summaries.append(s)
         print(f"{args.engine} {args.half}: {line(s)}  ({s['wall_s']} s)", flush=True)
         for r in s["rows"]:
