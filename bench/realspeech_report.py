@@ -19,11 +19,13 @@ import logging
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from bench.common import RESULTS, ROOT, machine, vosk_english_model
 from bench.realspeech import (
     IDLE_SNRS,
+    REALSPEECH,
     SNRS,
     Result,
     cond_name,
@@ -83,7 +85,8 @@ def _strip(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in summary.items() if k != "rows"}
 
 
-def measure_engine(engine: str, limit: int | None, jobs: int, latency_runs: int) -> dict[str, Any]:
+def measure_engine(engine: str, limit: int | None, jobs: int, latency_runs: int,
+                   snrs: tuple[float | None, ...] = SNRS) -> dict[str, Any]:
     """One engine, every condition, both halves (figures per half and together)."""
     ids = select_ids("even", limit) + select_ids("odd", limit)
     half = _half_of(ids)
@@ -91,7 +94,7 @@ def measure_engine(engine: str, limit: int | None, jobs: int, latency_runs: int)
     started = time.monotonic()
     entry: dict[str, Any] = {"engine": engine, "machine": machine(), "ids_per_half": limit or len(ids) // 2,
                              "recordings": len(ids), "conditions": {}, "rows": {}}
-    for snr in SNRS:
+    for snr in snrs:
         t = time.monotonic()
         s = evaluate(factory, snr, ids, idle=snr in IDLE_SNRS, jobs=jobs)
         rows = [Result(**r) for r in s["rows"]]
@@ -120,30 +123,34 @@ def measure_latency(engine: str, runs: int) -> dict[str, Any]:
 
 
 def measure_all(engines: list[str] | None, limit: int | None = None, jobs: int = 1,
-                latency_runs: int = 12) -> dict[str, Any]:
-    """Measure ``engines`` (default: every installed one), merge into realspeech.json, re-render."""
+                latency_runs: int = 12, snrs: tuple[float | None, ...] = SNRS, out: Path = OUT_JSON,
+                costs: Path | None = COSTS) -> dict[str, Any]:
+    """Measure ``engines`` (default: every installed one), merge into ``out`` (realspeech.json), re-render
+    its .md and (unless ``costs`` is None) the engine costs."""
+    if not (REALSPEECH / "labels.json").exists():
+        return {"skipped": f"the realspeech set is not at {REALSPEECH} (CRAMP_REALSPEECH)"}
     installed, why = installed_engines()
-    data = load()
+    data = load(out)
     data["not_measured"] = why
     for engine in engines or installed:
         if engine not in installed:
             log.warning("%s: %s", engine, why.get(engine, "not an engine"))
             continue
-        data["engines"][engine] = measure_engine(engine, limit, jobs, latency_runs)
-        save(data)
-    render(data)
+        data["engines"][engine] = measure_engine(engine, limit, jobs, latency_runs, snrs)
+        save(data, out)
+    render(data, out, costs)
     return data
 
 
-def load() -> dict[str, Any]:
-    if OUT_JSON.exists():
-        return json.loads(OUT_JSON.read_text(encoding="utf-8"))
+def load(path: Path = OUT_JSON) -> dict[str, Any]:
+    if path.exists():
+        return json.loads(path.read_text(encoding="utf-8"))
     return {"engines": {}}
 
 
-def save(data: dict[str, Any]) -> None:
-    OUT_JSON.parent.mkdir(parents=True, exist_ok=True)
-    OUT_JSON.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+def save(data: dict[str, Any], path: Path = OUT_JSON) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
 
 
 # ------------------------------------------------------------------ rendering
@@ -306,10 +313,11 @@ def pi_md(data: dict[str, Any], level: int) -> list[str]:
     return out + [""]
 
 
-def render(data: dict[str, Any]) -> None:
-    OUT_MD.write_text(markdown(data), encoding="utf-8")
-    COSTS.write_text(json.dumps(engine_costs(data), indent=1) + "\n", encoding="utf-8")
-    log.info("wrote %s and %s", OUT_MD, COSTS)
+def render(data: dict[str, Any], out: Path = OUT_JSON, costs: Path | None = COSTS) -> None:
+    out.with_suffix(".md").write_text(markdown(data), encoding="utf-8")
+    if costs is not None:
+        costs.write_text(json.dumps(engine_costs(data), indent=1) + "\n", encoding="utf-8")
+    log.info("wrote %s%s", out.with_suffix(".md"), f" and {costs}" if costs else "")
 
 
 def main(argv: list[str] | None = None) -> int:
