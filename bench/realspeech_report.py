@@ -210,9 +210,10 @@ def _pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.1f}%"
 
 
-def markdown(data: dict[str, Any], level: int = 1) -> str:
+def markdown(data: dict[str, Any], level: int = 1,
+             title: str = "Real voices: realspeech coffee orders, clean and in kitchen noise") -> str:
     h = "#" * level
-    out = [f"{h} Real voices: realspeech coffee orders, clean and in kitchen noise", ""]
+    out = [f"{h} {title}", ""]
     out += ["310 recordings of 50+ real speakers (Picovoice speech-to-intent benchmark, Apache-2.0), the "
             "coffee grammar (80 templates, millions of sentences); noise synthesized (running water, fan, "
             "clatter; rotating by recording) and mixed by the benchmark's rule (loudest 2048-sample frame "
@@ -311,6 +312,25 @@ def pi_md(data: dict[str, Any], level: int) -> list[str]:
                        + f" | {'–' if fits is None else ('yes' if fits else '**no**')}"
                        + (" (worst case no)" if fits and not row.get("fits_worst_case") else "") + " |")
     return out + [""]
+
+
+def readme_table(data: dict[str, Any]) -> list[str]:
+    """The README's real-voice table: fully right per condition, idle false accepts, CPU, Pi estimates."""
+    costs = engine_costs(data)["engines"]
+    conds = [cond_name(s) for s in SNRS]
+    out = ["| engine | " + " | ".join(conds) + " | idle false accepts, 12 dB | CPU / 3 s command (coffee; coach) "
+           "| reply p95 here / Pi 5 / Pi 4 (est.) |", "|---|" + "---|" * (len(conds) + 3)]
+    for name, e in data.get("engines", {}).items():
+        c = e.get("conditions", {})
+        idle = c.get("12 dB", {}).get("all", {}).get("idle")
+        boards = costs[name]["boards"]
+        reply = " / ".join(f"{boards[b]['reply_p95_s']} s" if boards[b].get("reply_p95_s") is not None else "–"
+                           for b in ("here", "pi5", "pi4"))
+        idle_text = f"{idle['false_accepts']}/{idle['n']}" if idle else "–"
+        out.append(f"| {name} ({e.get('recordings')} rec.) | "
+                   + " | ".join(_pct(c.get(k, {}).get("all", {}).get("right_rate")) for k in conds)
+                   + f" | {idle_text} | {cpu_3s(e, 'coffee')} s; {cpu_3s(e)} s | {reply} |")
+    return out
 
 
 def render(data: dict[str, Any], out: Path = OUT_JSON, costs: Path | None = COSTS) -> None:
