@@ -112,3 +112,27 @@ def test_realspeech_halves_split_the_set_and_noise_is_reproducible() -> None:
     assert rec.intent and rec.slots
     a, b = condition_audio(rec, 12.0), condition_audio(rec, 12.0)
     assert np.array_equal(a, b) and not np.array_equal(a, rec.audio)
+
+
+def test_pi_estimates_scale_the_compute_but_not_the_endpointer_wait() -> None:
+    from bench.pi_estimate import HANGOVER_S, engine_estimate
+
+    est = engine_estimate("pocketsphinx", cpu_3s=0.3, reply_p95_s=HANGOVER_S + 0.2)
+    assert est["here"]["reply_p95_s"] == pytest.approx(0.6) and est["here"]["fits"]
+    assert est["pi5"]["reply_p95_s"] == pytest.approx(HANGOVER_S + 0.2 * 2.5) and est["pi5"]["fits"]
+    assert est["pi4"]["reply_p95_s"] == pytest.approx(HANGOVER_S + 0.2 * 6) and not est["pi4"]["fits"]
+    assert est["pi4"]["cpu_per_3s_command_s"] == pytest.approx(1.8)
+    neural = engine_estimate("whisper", cpu_3s=0.3, reply_p95_s=0.6)
+    assert neural["pi4"]["cpu_per_3s_command_range_s"][1] > est["pi4"]["cpu_per_3s_command_range_s"][1]
+
+
+def test_shipped_engine_costs_say_for_each_board_whether_an_engine_fits() -> None:
+    """`--engine auto` reads this file (written by bench/realspeech_report.py)."""
+    costs = json.loads((ROOT / "assistant" / "speech_in" / "engine_costs.json").read_text())
+    assert costs["schema"] == 1 and costs["reply_budget_s"] == 1.0 and costs["engines"]
+    for engine in costs["engines"].values():
+        assert set(engine["boards"]) == {"here", "pi5", "pi4"}
+        assert 0.0 <= engine["accuracy_mean"] <= 1.0
+        for board in engine["boards"].values():
+            if "reply_p95_s" in board:
+                assert board["fits"] == (board["reply_p95_s"] <= costs["reply_budget_s"])
