@@ -279,12 +279,14 @@ _WORKER: dict[str, Any] = {}
 
 
 def _recognizers(factory: EngineFactory, idle: bool) -> tuple[Any, Any, Any, Any]:
-    key = (repr(factory), idle)
-    if _WORKER.get("key") != key:
+    """This process's recognizers for ``factory`` (made once: grammars compile, models load)."""
+    if _WORKER.get("key") != repr(factory):
+        _WORKER.clear()
         coffee = coffee_intents()
-        coach = coach_intents() if idle else None
-        _WORKER.update(key=key, coffee=coffee, coach=coach, rec=factory(coffee),
-                       idle_rec=factory(coach) if idle else None)
+        _WORKER.update(key=repr(factory), coffee=coffee, rec=factory(coffee), coach=None, idle_rec=None)
+    if idle and _WORKER["idle_rec"] is None:
+        _WORKER["coach"] = coach_intents()
+        _WORKER["idle_rec"] = factory(_WORKER["coach"])
     return _WORKER["coffee"], _WORKER["rec"], _WORKER["coach"], _WORKER["idle_rec"]
 
 
