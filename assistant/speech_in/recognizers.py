@@ -128,15 +128,18 @@ class PocketSphinxRecognizer:
         return False
 
     def _search_for(self, key: tuple[str, ...] | None) -> str:
-        from assistant.speech_in.grammar import GARBAGE_WEIGHT, LENIENT_GARBAGE_WEIGHT, compile_jsgf
+        from assistant.speech_in.grammar import GARBAGE_WEIGHT, LENIENT_GARBAGE_WEIGHT, compile_fsg
 
         name = self._searches.get(key)
         if name is None:
             name = f"ctx{len(self._searches)}"
             strict = key is None or not WAKE_INTENTS.isdisjoint(key)
             weight = GARBAGE_WEIGHT if strict else LENIENT_GARBAGE_WEIGHT
-            grammar = compile_jsgf(self.intent_set, key, self._known, garbage=self.garbage, garbage_weight=weight)
-            self._decoder.add_jsgf_string(name, grammar.jsgf)
+            start, final, transitions = compile_fsg(
+                self.intent_set, key, self._known, garbage=self.garbage, garbage_weight=weight)
+            steps = [t[:3] if t[3] is None else t for t in transitions]  # an empty step has no word
+            fsg = self._decoder.create_fsg(name, start, final, steps)
+            self._decoder.add_fsg(name, fsg)
             self._searches[key] = name
         return name
 

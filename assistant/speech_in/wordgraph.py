@@ -294,6 +294,11 @@ class WordGraph:
                     out[" ".join([*head, word_out, *rest[nxt]])] = None
         return list(out)
 
+    def restrict(self, known: Callable[[str], bool]) -> WordGraph:
+        """The graph without arcs whose word ``known`` rejects (and what only they led to)."""
+        keep = [{w: nxt for w, nxt in arcs if not w.startswith("{") and known(w)} for arcs in self.arcs]
+        return _minimize(keep, set(self.finals))
+
     def transitions(self) -> list[tuple[int, int, float, str | None]]:
         """(from, to, probability, word or None) for a finite-state grammar; the end state is
         :attr:`size` (reached by an empty step from every final state). Choices are uniform."""
@@ -434,10 +439,7 @@ def build_graph(intents: Intents, names: Sequence[str], known: Callable[[str], b
     """
     expressions = [s.expression for name in names for data in intents.intents[name].data for s in data.sentences]
     graph = _expand_slots(intents, _graph_of(intents, expressions, expand_lists=False))
-    if known is None:
-        return graph
-    keep = [{w: nxt for w, nxt in arcs if not w.startswith("{") and known(w)} for arcs in graph.arcs]
-    return _minimize(keep, set(graph.finals))
+    return graph if known is None else graph.restrict(known)
 
 
 # --------------------------------------------------------------------------- ambiguity check
@@ -464,17 +466,27 @@ def ambiguity(intents: Intents, expr: Expression, most: int) -> Ambiguity:
     start, final = nfa.state(), nfa.state()
     _Builder(intents, nfa, expand_lists=True).build(expr, start, final)
 
+    cap = most + 1
+
     def step(counts: dict[int, int]) -> dict[int, int]:
-        """Epsilon closure that counts ways (acyclic: push counts forward until none move)."""
-        out = dict(counts)
-        pending = list(counts.items())
-        while pending:
-            state, ways = pending.pop()
+        """Epsilon closure that counts ways: push counts along empty arcs in topological order."""
+        closure = _closure(nfa, counts)
+        indegree = dict.fromkeys(closure, 0)
+        for state in closure:
             for symbol, nxt in nfa.arcs[state]:
                 if symbol is None:
-                    out[nxt] = out.get(nxt, 0) + ways
-                    pending.append((nxt, ways))
-        return out
+                    indegree[nxt] += 1
+        out = {state: counts.get(state, 0) for state in closure}
+        ready = [state for state, d in indegree.items() if d == 0]
+        while ready:
+            state = ready.pop()
+            for symbol, nxt in nfa.arcs[state]:
+                if symbol is None:
+                    out[nxt] = min(cap, out[nxt] + out[state])
+                    indegree[nxt] -= 1
+                    if indegree[nxt] == 0:
+                        ready.append(nxt)
+        return {state: ways for state, ways in out.items() if ways}
 
     worst = Ambiguity(1, ())
     frontier = [((), step({start: 1}))]
@@ -497,7 +509,7 @@ def ambiguity(intents: Intents, expr: Expression, most: int) -> Ambiguity:
             for symbol, nxt in nfa.arcs[state]:
                 if symbol is not None:
                     target = moves.setdefault(symbol, {})
-                    target[nxt] = target.get(nxt, 0) + ways
+                    target[nxt] = min(cap, target.get(nxt, 0) + ways)
         for symbol, targets in moves.items():
             frontier.append(((*prefix, symbol), step(targets)))
     return worst
