@@ -30,7 +30,7 @@ from assistant.errors import UserFacingError
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
-ENGINES = ("auto", "vosk", "pocketsphinx")
+ENGINES = ("auto", "vosk", "pocketsphinx", "whisper")
 
 # Below this confidence a recognized sentence is treated as not understood. Measured on
 # the generated test set (bench/accuracy.py): in-grammar commands score ~0.9+, while
@@ -306,11 +306,26 @@ def load_vosk_model(path: Path) -> Any:
 def create_recognizer(
     intent_set: IntentSet, engine: str = "auto", model_path: Path | None = None
 ) -> Recognizer:
-    """The engine asked for; ``auto`` = Vosk when a model is installed, else PocketSphinx."""
+    """The engine asked for. ``auto`` = the most accurate installed engine whose reply fits the
+    time budget on this board (:mod:`assistant.speech_in.engine_choice`), logged with the reason."""
     if engine not in ENGINES:
         raise UserFacingError(f"unknown speech engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if engine == "auto" and model_path is None:
+        from assistant.speech_in.engine_choice import choose_engine
+
+        choice = choose_engine()
+        log.info("speech engine: %s (%s)", choice.engine, choice.reason)
+        engine = choice.engine
     if engine == "pocketsphinx":
         return PocketSphinxRecognizer(intent_set)
+    if engine == "whisper":
+        from assistant.speech_in.models import WHISPER_INSTALL_HINT, find_whisper
+        from assistant.speech_in.whisper import WhisperRecognizer
+
+        path = Path(model_path) if model_path is not None else find_whisper()
+        if path is None:
+            raise UserFacingError(f"no Whisper model is installed. Install it with: {WHISPER_INSTALL_HINT}")
+        return WhisperRecognizer(intent_set, path)
     from assistant.speech_in.models import find_model
 
     path = Path(model_path) if model_path is not None else find_model()

@@ -1,0 +1,376 @@
+"""Whisper tiny.en, steered by the listening context's templates (the noise-robust engine).
+
+Whisper hears through a kettle or a fan far better than the embedded engines, but it
+transcribes freely ("medium rose cap a chain"). Per utterance:
+
+1. the audio is trimmed to its speech (plus a margin) and padded with a few seconds of
+   silence: the encoder then runs on ~6 s instead of Whisper's 30 s window (the 30 s
+   window costs ~4x the CPU; with no padding at all the decoder repeats itself);
+2. one encoder pass and a greedy free decode;
+3. the free transcript is aligned to the context's word graph
+   (:mod:`assistant.speech_in.sentence_graph`): the nearest grammar sentences;
+4. each candidate and the free transcript are scored by Whisper itself (token
+   log-probabilities, teacher-forced with CTranslate2 ``Whisper.align`` on the same encoder
+   output); the best candidate wins;
+5. a gate rejects it ("not understood") when Whisper finds it much less likely than what it
+   heard freely, or when the utterance is far longer than any sentence of the context.
+
+Imports (ctranslate2, tokenizers) and the model are loaded lazily, once per process.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from assistant.conversation.intents import IntentSet
+from assistant.errors import UserFacingError
+from assistant.speech_in.recognizers import SAMPLE_RATE, Transcript
+from assistant.speech_in.sentence_graph import Costs, WordGraph, align, build_graph, spoken_words
+
+log = logging.getLogger(__name__)
+
+MODEL_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
+
+PAD_SECONDS = 3.0
+"""Silence appended after the speech. Cutting the mel to the utterance is ~4x cheaper than the
+30 s window, but with nothing after the speech the decoder loops ("... with soy milk. I'd like
+a ..."): on the even half of the real voices (clean, 60 orders) no padding gave 85% right,
+2 s 96.7%, 5 s 98.3%, 10 s 98.3% (docs/speech-in.md)."""
+
+TRIM_MARGIN = 0.3
+"""Seconds of audio kept around the detected speech when trimming."""
+
+GATE = -9.0
+"""Reject when log P(best grammar sentence) - log P(free transcript) is below this (nats,
+summed over tokens). Calibrated on the even half of the real voices (docs/speech-in.md)."""
+
+MAX_COST_PER_WORD = 0.5
+"""Reject when the grammar sentence is this far from what was heard (edit cost per word of the
+longer of the two): "brought wendy ones huskoffee" is not "ouch calf", however unsure Whisper was."""
+
+MAX_EXTRA_WORDS = 4
+"""Utterance-length sanity: more heard words than the context's longest sentence plus this
+is not a command ("a 4-second sentence is not 'help me'")."""
+
+CANDIDATES = 4
+"""Grammar sentences rescored per utterance."""
+
+_MODELS: dict[tuple[str, int], Any] = {}
+_LOCK = threading.Lock()
+
+
+# ------------------------------------------------------------------ features
+
+
+def _mel_filters(n_fft: int = 400, n_mels: int = 80, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Slaney-style mel filterbank, as Whisper was trained with (librosa's defaults)."""
+    fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / rate)
+    mels = np.linspace(0.0, 45.245640471924965, n_mels + 2)
+    f_sp = 200.0 / 3
+    freqs = f_sp * mels
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    log_t = mels >= min_log_mel
+    freqs[log_t] = min_log_hz * np.exp(logstep * (mels[log_t] - min_log_mel))
+    fdiff = np.diff(freqs)
+    ramps = freqs.reshape(-1, 1) - fftfreqs.reshape(1, -1)
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (freqs[2:n_mels + 2] - freqs[:n_mels]))[:, None]
+    return weights.astype(np.float32)
+
+
+_FILTERS: np.ndarray | None = None
+
+
+def log_mel(audio: np.ndarray) -> np.ndarray:
+    """Whisper's log-mel features (80 x frames) of float audio at 16 kHz."""
+    global _FILTERS
+    if _FILTERS is None:
+        _FILTERS = _mel_filters()
+    n_fft, hop = 400, 160
+    audio = np.pad(audio.astype(np.float32), (0, hop))
+    padded = np.pad(audio, (n_fft // 2, n_fft // 2), mode="reflect")
+    frames = 1 + (len(padded) - n_fft) // hop
+    windows = np.lib.stride_tricks.as_strided(
+        padded, (frames, n_fft), (hop * padded.strides[0], padded.strides[0])
+    ) * np.hanning(n_fft + 1)[:-1].astype(np.float32)
+    power = np.abs(np.fft.rfft(windows, axis=-1)).astype(np.float32) ** 2
+    mel = _FILTERS @ power[:-1].T
+    logs = np.log10(np.maximum(mel, 1e-10))
+    logs = np.maximum(logs, logs.max() - 8.0)
+    return ((logs + 4.0) / 4.0).astype(np.float32)
+
+
+def speech_span(audio: np.ndarray, margin: float = TRIM_MARGIN, rate: int = SAMPLE_RATE) -> tuple[int, int]:
+    """Sample range of the speech in ``audio``: frames well above the noise floor, plus a margin.
+
+    Conservative: in steady noise the floor is the noise, so nothing that stands out from it
+    is cut; when nothing stands out the whole audio is kept.
+    """
+    frame = rate // 50
+    count = len(audio) // frame
+    if count < 10:
+        return 0, len(audio)
+    energy = 10 * np.log10((audio[:count * frame].reshape(count, frame) ** 2).mean(axis=1) + 1e-10)
+    floor = float(np.percentile(energy, 10))
+    top = float(energy.max())
+    if top - floor < 10:
+        return 0, len(audio)
+    active = np.flatnonzero(energy > max(floor + 0.25 * (top - floor), top - 45))
+    keep = int(margin * rate)
+    return max(0, int(active[0]) * frame - keep), min(len(audio), (int(active[-1]) + 1) * frame + keep)
+
+
+# ------------------------------------------------------------------ model
+
+
+@dataclass
+class WhisperModel:
+    """The CTranslate2 model and its tokenizer (shared by every recognizer in the process)."""
+
+    path: Path
+    model: Any
+    tokenizer: Any
+    sot: list[int]
+    eot: int
+
+
+def model_problem(path: Path) -> str | None:
+    """Why ``path`` is not a usable CTranslate2 Whisper model directory, or None."""
+    path = Path(path)
+    if not path.is_dir():
+        return "directory not found"
+    for name in MODEL_FILES:
+        if not (path / name).is_file():
+            return f"{name} is missing"
+        if (path / name).stat().st_size == 0:
+            return f"{name} is empty"
+    return None
+
+
+def load_model(path: Path, threads: int = 1) -> WhisperModel:
+    """Load (once per process) the Whisper model in ``path``: int8 on the CPU, ``threads`` threads."""
+    path = Path(path)
+    key = (str(path.resolve()), threads)
+    with _LOCK:
+        cached = _MODELS.get(key)
+        if cached is not None:
+            return cached
+        problem = model_problem(path)
+        if problem:
+            raise UserFacingError(
+                f"{path} is not a usable Whisper model ({problem}). "
+                "Install it with: cramp-coach models install whisper-tiny-en"
+            )
+        import ctranslate2
+        from tokenizers import Tokenizer
+
+        try:
+            model = ctranslate2.models.Whisper(
+                str(path), device="cpu", compute_type="int8", intra_threads=threads, inter_threads=1
+            )
+            tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise UserFacingError(
+                f"the Whisper model in {path} could not be loaded ({exc}); it is damaged or incomplete. "
+                "Reinstall it: cramp-coach models install whisper-tiny-en --force"
+            ) from None
+        ids = [tokenizer.token_to_id(t) for t in ("<|startoftranscript|>", "<|notimestamps|>", "<|endoftext|>")]
+        if None in ids:
+            raise UserFacingError(f"{path}/tokenizer.json is not an English Whisper tokenizer")
+        loaded = WhisperModel(path, model, tokenizer, [int(i or 0) for i in ids[:2]], int(ids[2] or 0))
+        _MODELS[key] = loaded
+        log.info("loaded Whisper model %s (int8, %d thread%s)", path, threads, "" if threads == 1 else "s")
+        return loaded
+
+
+# ------------------------------------------------------------------ recognizer
+
+
+@dataclass
+class Decision:
+    """How the last utterance was decided (for logs, benchmarks and tests)."""
+
+    heard: str = ""
+    """Whisper's free transcript."""
+    sentence: str = ""
+    """The best grammar sentence ("" when none)."""
+    margin: float = -math.inf
+    """log P(sentence) - log P(free transcript), nats."""
+    edit_cost: float = math.inf
+    accepted: bool = False
+    reason: str = ""
+    candidates: list[tuple[str, float]] = field(default_factory=list)
+
+
+def _as_prompt(words: Sequence[str]) -> str:
+    """How Whisper would write these words (leading space, capital first letter, no punctuation),
+    so a grammar sentence and the free transcript are scored in the same form."""
+    text = " ".join(words)
+    return " " + text[:1].upper() + text[1:]
+
+
+class WhisperRecognizer:
+    """Whisper tiny.en constrained to the current listening context (see the module doc)."""
+
+    name = "whisper"
+    sample_rate = SAMPLE_RATE
+
+    def __init__(
+        self,
+        intent_set: IntentSet,
+        model_path: Path,
+        threads: int = 1,
+        gate: float = GATE,
+        pad_seconds: float = PAD_SECONDS,
+        trim: bool = True,
+        costs: Costs | None = None,
+        max_cost_per_word: float = MAX_COST_PER_WORD,
+    ) -> None:
+        self.intent_set = intent_set
+        self.model_path = Path(model_path)
+        self.threads = threads
+        self.gate = gate
+        self.pad_seconds = pad_seconds
+        self.trim = trim
+        self.costs = costs or Costs()
+        self.max_cost_per_word = max_cost_per_word
+        self.last = Decision()
+        self._graphs: dict[tuple[str, ...] | None, tuple[WordGraph, int]] = {}
+        self._pending: tuple[str, ...] | None = None
+        self._active: tuple[str, ...] | None = None
+        self._chunks: list[bytes] = []
+        self._in_utterance = False
+        self._model: WhisperModel | None = None
+        self.set_context(None)
+
+    @property
+    def model(self) -> WhisperModel:
+        if self._model is None:
+            self._model = load_model(self.model_path, self.threads)
+        return self._model
+
+    def _graph(self, key: tuple[str, ...] | None) -> tuple[WordGraph, int]:
+        found = self._graphs.get(key)
+        if found is None:
+            graph = build_graph(self.intent_set, key)
+            found = (graph, _longest(graph))
+            self._graphs[key] = found
+        return found
+
+    def set_context(self, intents: Sequence[str] | None) -> None:
+        key = tuple(intents) if intents is not None else None
+        self._graph(key)
+        self._pending = key
+        if not self._in_utterance:
+            self._active = key
+
+    def start_utterance(self) -> None:
+        self._active = self._pending
+        self._chunks = []
+        self._in_utterance = True
+
+    def accept_audio(self, pcm: bytes) -> None:
+        if not self._in_utterance:
+            self.start_utterance()
+        self._chunks.append(bytes(pcm))
+
+    def end_utterance(self) -> Transcript:
+        if not self._in_utterance:
+            return Transcript("", 0.0)
+        self._in_utterance = False
+        pcm = b"".join(self._chunks)
+        self._chunks = []
+        key = self._active
+        self._active = self._pending
+        audio = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
+        self.last = self.decide(audio, key)
+        if not self.last.accepted:
+            log.debug("whisper: not understood (%s): heard %r", self.last.reason, self.last.heard)
+            return Transcript("", 0.0)
+        # Confidence: 1 when Whisper finds the sentence as likely as what it heard freely, 0.5 at the gate.
+        confidence = min(1.0, max(0.5, 1.0 + self.last.margin / (2 * abs(self.gate or 1.0))))
+        return Transcript(self.last.sentence, confidence)
+
+    def decide(self, audio: np.ndarray, key: tuple[str, ...] | None) -> Decision:
+        """Recognize float audio in the context ``key``."""
+        graph, longest = self._graph(key)
+        if len(audio) < SAMPLE_RATE // 10:
+            return Decision(reason="too short")
+        if self.trim:
+            start, stop = speech_span(audio)
+            audio = audio[start:stop]
+        audio = np.pad(audio, (0, int(self.pad_seconds * SAMPLE_RATE)))
+        wm = self.model
+        import ctranslate2
+
+        features = log_mel(audio)
+        encoded = wm.model.encode(ctranslate2.StorageView.from_array(features[None]), to_cpu=True)
+        seconds = len(audio) / SAMPLE_RATE
+        result = wm.model.generate(
+            encoded, [wm.sot], beam_size=1, max_length=min(200, int(seconds * 5) + 10), return_scores=True
+        )[0]
+        heard_text = wm.tokenizer.decode(result.sequences_ids[0])
+        heard = _without_repeat(spoken_words(heard_text))
+        decision = Decision(heard=heard_text.strip())
+        if not heard:
+            decision.reason = "no words"
+            return decision
+        if len(heard) > longest + MAX_EXTRA_WORDS:
+            decision.reason = f"{len(heard)} words; the longest sentence here has {longest}"
+            return decision
+        alignments = align(graph, heard, self.costs, best=CANDIDATES)
+        if not alignments:
+            decision.reason = "no grammar path"
+            return decision
+        texts = [_as_prompt(a.words) for a in alignments] + [_as_prompt(heard)]
+        tokens = [wm.tokenizer.encode(t, add_special_tokens=False).ids for t in texts]
+        array = np.asarray(encoded)
+        batch = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.repeat(array, len(tokens), axis=0)))
+        scored = wm.model.align(batch, wm.sot, tokens, features.shape[1] // 2)
+        logps = [float(np.log(np.maximum(np.asarray(s.text_token_probs, dtype=np.float64), 1e-12)).sum())
+                 for s in scored]
+        free = logps[-1]
+        best = max(range(len(alignments)), key=lambda i: logps[i])
+        decision.sentence = " ".join(alignments[best].words)
+        decision.edit_cost = alignments[best].cost
+        decision.margin = logps[best] - free
+        decision.candidates = [(" ".join(a.words), lp - free) for a, lp in zip(alignments, logps, strict=False)]
+        per_word = decision.edit_cost / max(len(heard), len(alignments[best].words), 1)
+        if decision.margin < self.gate:
+            decision.reason = f"margin {decision.margin:.1f} < {self.gate:g}"
+        elif per_word > self.max_cost_per_word:
+            decision.reason = f"edit cost {per_word:.2f} per word > {self.max_cost_per_word:g}"
+        else:
+            decision.accepted = True
+        return decision
+
+
+def _without_repeat(words: list[str], probe: int = 3) -> list[str]:
+    """Cut a transcript where it starts over ("give me a mocha give me a ..."): Whisper loops
+    when little audio follows the speech; nobody restarts a command mid-breath."""
+    if len(words) >= 2 * probe:
+        head = words[:probe]
+        for start in range(probe, len(words) - probe + 1):
+            if words[start:start + probe] == head:
+                return words[:start]
+    return words
+
+
+def _longest(graph: WordGraph) -> int:
+    """Words in the longest sentence of the graph."""
+    longest = [0] * graph.size
+    for state in reversed(graph.order):
+        longest[state] = max((1 + longest[t] for _, t in graph.arcs[state]), default=0)
+    return longest[0]
