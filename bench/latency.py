@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
 RATE = 16000
+EARLIEST_REPLY_S = 0.3
+"""A reply cannot start sooner than the endpointer's hangover (0.4 s) after the end of speech."""
 
 
 class Capture:
@@ -98,7 +100,7 @@ def main() -> int:
     mic, spk = Capture("micfeed.monitor", env), Capture("speaker.monitor", env)
     time.sleep(0.5)
     latencies: list[float] = []
-    failures = 0
+    failures = early = 0
     try:
         for i in range(args.runs):
             start = time.monotonic()
@@ -109,7 +111,13 @@ def main() -> int:
             reply: list[float] = []
             while time.monotonic() < deadline and not (reply := spk.loud_times(end_of_speech, 800)):
                 time.sleep(0.02)
-            if reply:
+            if reply and reply[0] - end_of_speech < EARLIEST_REPLY_S:
+                # sound on the speaker before the endpointer could even have closed the utterance: the
+                # coach was still talking (or answering something else), not a reply to this command
+                early += 1
+                print(f"run {i + 1}: speaker not quiet ({1000 * (reply[0] - end_of_speech):.0f} ms), not counted",
+                      flush=True)
+            elif reply:
                 latencies.append(reply[0] - end_of_speech)
                 print(f"run {i + 1}: {1000 * latencies[-1]:.0f} ms", flush=True)
             else:
@@ -137,6 +145,7 @@ def main() -> int:
         "runs": args.runs,
         "replies": len(latencies),
         "failures": failures,
+        "not_counted_speaker_busy": early,
         "reply_latency_ms": {"median": round(1000 * statistics.median(latencies)),
                              "p95": round(1000 * percentile(latencies, 95)),
                              "min": round(1000 * min(latencies)), "max": round(1000 * max(latencies))}
