@@ -256,6 +256,16 @@ def markdown(data: dict[str, Any], level: int = 1,
             out += ["", "Idle false accepts, examples: " + "; ".join(
                 f"\"{x['heard'][:70]}\" → {x['as']}" for x in examples) + "."]
         out.append("")
+    base_path = RESULTS / "realspeech-baseline.json"
+    if base_path.exists():
+        base = json.loads(base_path.read_text(encoding="utf-8"))
+        out += [f"{h}# Before: the PocketSphinx path at `{base['commit']}`", "", base["note"] + ":", ""]
+        for cond, v in base["conditions"].items():
+            a = v["all"]
+            out.append(f"- {cond}: {_pct(a['right_rate'])} fully right ({a['right']}/{a['n']}; even "
+                       f"{v['even']['right']}/{v['even']['n']}, odd {v['odd']['right']}/{v['odd']['n']}), idle false "
+                       f"accepts {a['idle_false_accepts']}/{a['n']}, {a['cpu_mean_s']} s CPU per utterance")
+        out.append("")
     if data.get("not_measured"):
         out += [f"{h}# Not measured", ""] + [f"- **{k}**: {v}" for k, v in data["not_measured"].items()] + [""]
     out += targets_md(data, level + 1) + pi_md(data, level + 1)
