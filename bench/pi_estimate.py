@@ -127,10 +127,13 @@ def hardware(engine: str) -> dict[str, dict[str, Any]]:
 
 
 def engine_estimate(engine: str, cpu_3s: float | None, reply_p95_s: float | None,
-                    hangover_s: float = HANGOVER_S) -> dict[str, Any]:
+                    hangover_s: float = HANGOVER_S, reply_compute_s: float | None = None) -> dict[str, Any]:
     """Per board: CPU for a 3 s command on one core and the reply p95 (the hangover is a fixed
-    wait, everything else in the reply is taken as compute and scaled), nominal and worst case;
-    ``fits`` = the nominal reply p95 is within :data:`REPLY_BUDGET_S`."""
+    wait, everything else in the measured reply is taken as compute and scaled), nominal and worst
+    case; ``fits`` = the nominal reply p95 is within :data:`REPLY_BUDGET_S`.
+
+    ``reply_compute_s`` (optional): the reply's compute from CPU time alone (decode tail + dialog and
+    voice), free of the wall-clock inflation of a shared machine; gives ``reply_p95_cpu_model_s``."""
     out: dict[str, Any] = {}
     for board, hw in hardware(engine).items():
         f, (lo, hi) = hw["factor"], hw["range"]
@@ -144,5 +147,8 @@ def engine_estimate(engine: str, cpu_3s: float | None, reply_p95_s: float | None
             row["reply_p95_range_s"] = [round(hangover_s + var * lo, 3), round(hangover_s + var * hi, 3)]
             row["fits"] = row["reply_p95_s"] <= REPLY_BUDGET_S
             row["fits_worst_case"] = row["reply_p95_range_s"][1] <= REPLY_BUDGET_S
+        if reply_compute_s is not None:
+            row["reply_p95_cpu_model_s"] = round(hangover_s + reply_compute_s * f, 3)
+            row["fits_cpu_model"] = row["reply_p95_cpu_model_s"] <= REPLY_BUDGET_S
         out[board] = row
     return out
