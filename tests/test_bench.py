@@ -136,3 +136,19 @@ def test_shipped_engine_costs_say_for_each_board_whether_an_engine_fits() -> Non
         for board in engine["boards"].values():
             if "reply_p95_s" in board:
                 assert board["fits"] == (board["reply_p95_s"] <= costs["reply_budget_s"])
+
+
+def test_a_real_voice_goes_through_the_live_endpointer_and_is_scored_on_every_slot() -> None:
+    """bench/realspeech end to end on one real recording with the embedded engine (no fakes)."""
+    from bench.realspeech import REALSPEECH, engine_factory, evaluate, select_ids
+
+    if not (REALSPEECH / "labels.json").exists():
+        pytest.skip("realspeech set not present")
+    rid = select_ids("even")[0]  # "can I have a light roast twelve ounce coffee", clearly spoken
+    s = evaluate(engine_factory("pocketsphinx"), None, [rid], idle=True)
+    row = s["rows"][0]
+    assert row["segments"] == 1 and row["fed_s"] > 1.0 and row["cpu_s"] > 0
+    assert (s["right"], s["not_understood"], s["wrong"]) == (1, 0, 0), row
+    assert row["got_slots"] == row["want_slots"] == {"coffeeDrink": "coffee", "roast": "light roast",
+                                                     "size": "twelve ounce"}
+    assert s["idle"]["false_accepts"] == 0 and row["idle_accept"] is None  # a coffee order is not a cramp
