@@ -405,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--half", choices=("even", "odd", "all"), default="all", help="even = calibration half")
     parser.add_argument("--limit", type=int, help="first N recordings of the half (with --full: of each half)")
     parser.add_argument("--noise", choices=NOISES, help="one noise kind instead of rotating")
-    parser.add_argument("--vad", help="endpointer experiment, e.g. start_db=6,hangover=0.6 (VadSettings fields)")
+    parser.add_argument("--vad", help="endpointer experiment, e.g. start_db=6,hangover=0.6 (VadSettings fields); "
+                        "with --full: recorded as an experiment at --snr")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (2 cores shared: keep 1)")
     parser.add_argument("--no-idle", action="store_true", help="skip the idle false-accept pass")
     parser.add_argument("--idle-only", action="store_true", help="only the idle false-accept pass")
@@ -421,7 +422,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.full:
         from bench.realspeech_report import measure_all
 
-        measure_all(args.engines.split(",") if args.engines else None, args.limit, args.jobs, args.latency_runs)
+        snrs = tuple(parse_snr(x) for x in args.snr.split(",")) if args.vad else SNRS
+        measure_all(args.engines.split(",") if args.engines else None, args.limit, args.jobs, args.latency_runs,
+                    snrs=snrs, vad=args.vad)
         return 0
     ids = select_ids(None if args.half == "all" else args.half, args.limit)
     factory = engine_factory(args.engine, args.model)

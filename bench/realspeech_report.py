@@ -86,17 +86,20 @@ def _strip(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def measure_engine(engine: str, limit: int | None, jobs: int, latency_runs: int,
-                   snrs: tuple[float | None, ...] = SNRS) -> dict[str, Any]:
-    """One engine, every condition, both halves (figures per half and together)."""
+                   snrs: tuple[float | None, ...] = SNRS, vad: str | None = None) -> dict[str, Any]:
+    """One engine, every condition, both halves (figures per half and together); ``vad``: an
+    endpointer experiment (``start_db=6,...``, see :func:`bench.realspeech.vad_settings`)."""
+    from bench.realspeech import vad_settings
+
     ids = select_ids("even", limit) + select_ids("odd", limit)
     half = _half_of(ids)
     factory = engine_factory(engine)
     started = time.monotonic()
     entry: dict[str, Any] = {"engine": engine, "machine": machine(), "ids_per_half": limit or len(ids) // 2,
-                             "recordings": len(ids), "conditions": {}, "rows": {}}
+                             "recordings": len(ids), "conditions": {}, "rows": {}, "vad": vad}
     for snr in snrs:
         t = time.monotonic()
-        s = evaluate(factory, snr, ids, idle=snr in IDLE_SNRS, jobs=jobs)
+        s = evaluate(factory, snr, ids, idle=snr in IDLE_SNRS, jobs=jobs, vad=vad_settings(vad) if vad else None)
         rows = [Result(**r) for r in s["rows"]]
         by_half = {h: _strip(summarize([r for r in rows if half[r.id] == h], snr in IDLE_SNRS))
                    for h in ("even", "odd")}
@@ -124,9 +127,10 @@ def measure_latency(engine: str, runs: int) -> dict[str, Any]:
 
 def measure_all(engines: list[str] | None, limit: int | None = None, jobs: int = 1,
                 latency_runs: int = 12, snrs: tuple[float | None, ...] = SNRS, out: Path = OUT_JSON,
-                costs: Path | None = COSTS) -> dict[str, Any]:
+                costs: Path | None = COSTS, vad: str | None = None) -> dict[str, Any]:
     """Measure ``engines`` (default: every installed one), merge into ``out`` (realspeech.json), re-render
-    its .md and (unless ``costs`` is None) the engine costs."""
+    its .md and (unless ``costs`` is None) the engine costs. With ``vad`` (an endpointer experiment) the
+    figures go under ``experiments`` as ``<engine> vad <settings>``, never into the engine costs."""
     if not (REALSPEECH / "labels.json").exists():
         return {"skipped": f"the realspeech set is not at {REALSPEECH} (CRAMP_REALSPEECH)"}
     installed, why = installed_engines()
@@ -136,7 +140,11 @@ def measure_all(engines: list[str] | None, limit: int | None = None, jobs: int =
         if engine not in installed:
             log.warning("%s: %s", engine, why.get(engine, "not an engine"))
             continue
-        data["engines"][engine] = measure_engine(engine, limit, jobs, latency_runs, snrs)
+        if vad:
+            data.setdefault("experiments", {})[f"{engine} vad {vad}"] = measure_engine(
+                engine, limit, jobs, 0, snrs, vad)
+        else:
+            data["engines"][engine] = measure_engine(engine, limit, jobs, latency_runs, snrs)
         save(data, out)
     render(data, out, costs)
     return data
@@ -242,7 +250,9 @@ def markdown(data: dict[str, Any], level: int = 1,
             "every slot as labelled. Halves: sorted ids, even = calibration, odd = check. Idle false accepts: "
             "the same recordings heard by the coach in its idle context (any accepted intent counts). CPU = "
             "process time inside the recognizer, one thread.", ""]
-    for name, e in data.get("engines", {}).items():
+    blocks = [*data.get("engines", {}).items(),
+              *((f"experiment: {k} (not the coach's settings)", v) for k, v in data.get("experiments", {}).items())]
+    for name, e in blocks:
         m = e.get("machine", {})
         out += [f"{h}# {name}", "",
                 f"Measured {m.get('date')} at `{m.get('commit')}` on {m.get('cpu_model')}, {m.get('cores')} cores "
