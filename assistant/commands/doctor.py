@@ -245,9 +245,9 @@ def check_engine(config: Any, intent_set: Any | None) -> Iterator[Check]:
     engine = config.engine
     model = config.model_path
     if engine == "auto" and model is None:
-        from assistant.speech_in.engine_choice import choose_engine
+        from assistant.speech_in.engine_choice import choose_engine, installed_engines
 
-        choice = choose_engine()
+        choice = choose_engine(installed_engines(config.models_dir))
         yield Check(OK, f"engine auto: {choice.engine} on this board ({choice.board}): {choice.reason}. "
                         + "; ".join(choice.considered))
         engine = choice.engine
@@ -263,7 +263,7 @@ def check_engine(config: Any, intent_set: Any | None) -> Iterator[Check]:
             yield Check(FAIL, f"Whisper model {model}: {problem}", WHISPER_INSTALL_HINT)
             return
         yield Check(OK, f"Whisper model: {model}")
-    elif model is None and engine != "pocketsphinx":
+    elif model is None and config.engine != "pocketsphinx":
         model = find_model(config.models_dir)
         if model is None:
             status = FAIL if engine == "vosk" else WARN

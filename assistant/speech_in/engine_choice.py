@@ -72,17 +72,18 @@ def load_costs(path: Path = COSTS_FILE) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def installed_engines() -> dict[str, bool]:
-    """Which engines the coach has (see the module doc for what counts)."""
+def installed_engines(root: Path | None = None) -> dict[str, bool]:
+    """Which engines the coach has in the models directory ``root`` (see the module doc)."""
     from assistant.speech_in.models import WHISPER_MODEL, find_model, models_dir, whisper_problem
 
-    whisper = whisper_problem(models_dir() / WHISPER_MODEL) is None
+    root = root or models_dir()
+    whisper = whisper_problem(root / WHISPER_MODEL) is None
     if whisper:
         import importlib.util
 
         whisper = importlib.util.find_spec("ctranslate2") is not None and importlib.util.find_spec(
             "tokenizers") is not None
-    return {"whisper": whisper, "vosk": find_model() is not None, "pocketsphinx": True}
+    return {"whisper": whisper, "vosk": find_model(root) is not None, "pocketsphinx": True}
 
 
 def _reply_s(figures: dict[str, Any], board: str) -> float | None:
