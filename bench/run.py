@@ -1,6 +1,6 @@
 """Run every benchmark and write ``bench/results/results.json``, ``results.md`` and the plot.
 
-    python -m bench                 # the full run (about 20 minutes on 2 cores)
+    python -m bench                 # the full run (~20 min on 2 cores, + ~5 per engine for real voices)
     python -m bench --smoke         # a small subset for CI (under 2 minutes)
     python -m bench --only accuracy,compute
 
