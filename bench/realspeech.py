@@ -393,8 +393,13 @@ def vad_settings(text: str) -> Any:
 
     from assistant.speech_in.vad import VadSettings
 
-    fields = dict(part.split("=", 1) for part in text.split(",") if part)
-    return replace(VadSettings(), **{k.strip(): float(v) for k, v in fields.items()})
+    base = VadSettings()
+    fields: dict[str, Any] = {}
+    for part in filter(None, text.split(",")):
+        key, _, value = part.partition("=")
+        key = key.strip()
+        fields[key] = int(value) if isinstance(getattr(base, key), int) else float(value)
+    return replace(base, **fields)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -207,6 +207,8 @@ def engine_costs(data: dict[str, Any]) -> dict[str, Any]:
         acc = {c: v["all"].get("right_rate") for c, v in e.get("conditions", {}).items()}
         idle = {c: v["all"]["idle"]["rate"] for c, v in e.get("conditions", {}).items() if "idle" in v["all"]}
         known = [v for v in acc.values() if v is not None]
+        tail = tail_p95(e)
+        compute = None if overhead is None or tail is None else overhead + tail
         engines[name] = {
             "accuracy_real": acc,
             "accuracy_mean": round(sum(known) / len(known), 4) if known else None,
@@ -214,12 +216,10 @@ def engine_costs(data: dict[str, Any]) -> dict[str, Any]:
             "recordings": e.get("recordings"),
             "cpu_per_3s_coffee_grammar_s": cpu_3s(e, "coffee"),
             "decode_tail_p95_s": tail_p95(e),
-            "boards": pi_estimate.engine_estimate(
-                name, cpu_3s(e), reply_p95_s(e),
-                reply_compute_s=None if overhead is None or tail_p95(e) is None else overhead + tail_p95(e)),
+            "boards": pi_estimate.engine_estimate(name, cpu_3s(e), reply_p95_s(e), reply_compute_s=compute),
             "measured": e.get("machine", {}).get("date"),
         }
-    first = next(iter(data.get("engines", {}).values()), {})
+    first: dict[str, Any] = next(iter(data.get("engines", {}).values()), {})
     return {
         "schema": 1,
         "about": "Written by bench/realspeech_report.py from bench/results/realspeech.json. accuracy_real = "
