@@ -1,4 +1,8 @@
-"""Intent templates → recognizer constraints (JSGF for PocketSphinx, phrase lists for Vosk).
+"""Intent templates → recognizer constraints (a finite-state grammar for PocketSphinx, phrase lists for Vosk).
+
+Both come from the context's word graph (:mod:`assistant.speech_in.wordgraph`): nothing is
+spelled out, so any realistic grammar works. :func:`compile_jsgf` (the older factored JSGF)
+is kept for tools that want JSGF text; the recognizer uses :func:`compile_fsg`.
 
 A dialog state only expects a few intents, so each listening context compiles just
 those templates. The JSGF is *factored*: a template's optional words and slot lists
