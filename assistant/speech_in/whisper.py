@@ -33,7 +33,7 @@ import numpy as np
 from assistant.conversation.intents import IntentSet
 from assistant.errors import UserFacingError
 from assistant.speech_in.recognizers import SAMPLE_RATE, WAKE_INTENTS, Transcript
-from assistant.speech_in.sentence_graph import Costs, WordGraph, align, build_graph, spoken_words
+from assistant.speech_in.sentence_graph import Alignment, Costs, WordGraph, align, build_graph, spoken_words
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,12 @@ PROMPT_TOKENS = 120
 
 CANDIDATES = 4
 """Grammar sentences rescored per utterance."""
+
+RAW_CANDIDATES = 10
+"""Alignments taken from the word graph, before keeping :data:`CANDIDATES` distinct meanings."""
+
+DEDUPE = True
+"""Measured: +1 right of 40 at 6 dB and at 12 dB (odd half), the same elsewhere; +0.02 s CPU."""
 
 _MODELS: dict[tuple[str, int], Any] = {}
 _LOCK = threading.Lock()
@@ -312,6 +318,23 @@ class WhisperRecognizer:
             self._starts[key] = found
         return found
 
+    def _distinct(self, alignments: list[Alignment], key: tuple[str, ...] | None) -> list[Alignment]:
+        """The cheapest :data:`CANDIDATES` alignments that mean different things: "a large latte"
+        and "an large latte" are one candidate, so the rescoring sees real alternatives."""
+        if not DEDUPE:
+            return alignments[:CANDIDATES]
+        out: list[Alignment] = []
+        meanings: set[object] = set()
+        for alignment in alignments:
+            match = self.intent_set.match(" ".join(alignment.words), key)
+            meaning = (match.intent, tuple(sorted(match.slots.items()))) if match else alignment.words
+            if meaning not in meanings:
+                meanings.add(meaning)
+                out.append(alignment)
+                if len(out) == CANDIDATES:
+                    break
+        return out
+
     def set_context(self, intents: Sequence[str] | None) -> None:
         key = tuple(intents) if intents is not None else None
         self._graph(key)
@@ -375,7 +398,7 @@ class WhisperRecognizer:
         if len(heard) > longest + MAX_EXTRA_WORDS:
             decision.reason = f"{len(heard)} words; the longest sentence here has {longest}"
             return decision
-        alignments = align(graph, heard, self.costs, best=CANDIDATES)
+        alignments = self._distinct(align(graph, heard, self.costs, best=RAW_CANDIDATES), key)
         if not alignments:
             decision.reason = "no grammar path"
             return decision
