@@ -64,7 +64,7 @@ WHISPER_FILES: dict[str, tuple[str, int | None]] = {
     "vocabulary.txt": ("ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf", None),
 }
 WHISPER_NOTE = ("Whisper tiny.en, CTranslate2 int8 (Systran/faster-whisper-tiny.en, MIT): the noise-robust "
-                "engine, --engine whisper; ~76 MB, ~150 MB RAM")
+                "engine, --engine whisper; ~76 MB, ~190 MB RAM in use")
 WHISPER_INSTALL_HINT = (f"cramp-coach models install {WHISPER_MODEL}   "
                         f"(or --from a folder or zip holding {', '.join(WHISPER_FILES)})")
 INSTALL_HINT = f"cramp-coach models install   (or: cramp-coach models install --from {DEFAULT_MODEL}.zip)"
