@@ -379,7 +379,7 @@ def readme_table(data: dict[str, Any]) -> list[str]:
     costs = engine_costs(data)["engines"]
     conds = [cond_name(s) for s in SNRS]
     out = ["| engine | " + " | ".join(conds) + " | idle false accepts, 12 dB | CPU / 3 s command (coffee; coach) "
-           "| reply p95 here / Pi 5 / Pi 4 (est.) |", "|---|" + "---|" * (len(conds) + 3)]
+           "| reply p95 here / Pi 5 / Pi 4 (basis in realspeech.md) |", "|---|" + "---|" * (len(conds) + 3)]
     for name, e in data.get("engines", {}).items():
         c = e.get("conditions", {})
         idle = c.get("12 dB", {}).get("all", {}).get("idle")
