@@ -212,6 +212,7 @@ def compile_fsg(
     known: Callable[[str], bool] = lambda w: True,
     garbage: bool = True,
     garbage_weight: float = GARBAGE_WEIGHT,
+    garbage_below: tuple[Callable[[str], int], int] | None = None,
 ) -> tuple[int, int, list[tuple[int, int, float, str | None]]]:
     """A finite-state grammar for PocketSphinx: (start, final, transitions) from the word graph.
 
@@ -219,6 +220,8 @@ def compile_fsg(
     transitions (JSGF rule references would be inlined by PocketSphinx, copy after copy).
     Alongside the commands runs the garbage loop (see :data:`GARBAGE_WORDS`), entered with
     ``garbage_weight`` against 1 for the commands. Words ``known`` rejects are left out.
+    ``garbage_below`` = (phones of a word, n): keep the garbage loop only when some command
+    is shorter than n phones (long commands are guarded by the length gate instead).
     """
     names = intent_set.check_names(only) if only is not None else intent_set.names
     full = build_graph(intent_set.intents, names)
@@ -231,6 +234,8 @@ def compile_fsg(
         raise ValueError(f"none of the intents {', '.join(names)} can be recognized")
     end = graph.size
     transitions = graph.transitions()
+    if garbage and garbage_below is not None and graph.shortest(garbage_below[0]) >= garbage_below[1]:
+        garbage = False
     fillers = [w for w in GARBAGE_WORDS if w not in graph.vocabulary() and known(w)] if garbage else []
     if not fillers:
         return 0, end, transitions

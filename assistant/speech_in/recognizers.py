@@ -27,7 +27,7 @@ import numpy as np
 
 from assistant.conversation.intents import IntentMatch, IntentSet, normalize
 from assistant.errors import UserFacingError
-from assistant.speech_in.sphinx_gate import GateScore, GateSettings, PhoneLoop, grammar_path, measure
+from assistant.speech_in.sphinx_gate import MIN_PHONES, GateScore, GateSettings, PhoneLoop, grammar_path, measure
 from assistant.speech_in.sphinx_gate import confidence as gate_confidence
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ WAKE_INTENTS = frozenset({"cramp_start", "diary_summary"})
 # talk in the idle context) and the synthesized cramp commands at 24/12 dB: commands heard right
 # have fit >= -0.06 and length ratio <= 1.0 (one cramp command of 74 at 1.1); kitchen talk forced
 # onto a command mostly has a ratio of 1.2-4 (a long sentence heard as "help me"). Idle keeps its
-# garbage loop too; other contexts drop it (it cost ~20 points at 12 dB) and lean on the gate.
+# garbage loop too; other contexts drop it when every command is long (it cost ~12 points at 12 dB).
 STRICT_GATE: GateSettings | None = GateSettings(min_fit=-0.065, max_length_ratio=1.0, scale=0.01)
 LENIENT_GATE: GateSettings | None = GateSettings(min_fit=-0.08, max_length_ratio=1.25, scale=0.01)
 
@@ -123,11 +123,11 @@ class PocketSphinxRecognizer:
                  gate: tuple[GateSettings | None, GateSettings | None] | None = None, **decoder_options: Any) -> None:
         from pocketsphinx import Decoder
 
-        from assistant.speech_in.grammar import GARBAGE_WEIGHT
+        from assistant.speech_in.grammar import GARBAGE_WEIGHT, LENIENT_GARBAGE_WEIGHT
 
         self.intent_set = intent_set
         self.garbage = garbage
-        self.garbage_weights = garbage_weights or (GARBAGE_WEIGHT, 0.0)
+        self.garbage_weights = garbage_weights or (GARBAGE_WEIGHT, LENIENT_GARBAGE_WEIGHT)
         """Garbage-loop weight (strict idle contexts, lenient others) against 1 for the commands."""
         self.gate = gate if gate is not None else (STRICT_GATE, LENIENT_GATE)
         """Phone-loop rejection gate (strict idle contexts, lenient others); None = off."""
@@ -162,9 +162,15 @@ class PocketSphinxRecognizer:
         name = self._searches.get(key)
         if name is None:
             name = f"ctx{len(self._searches)}"
-            weight = self.garbage_weights[0] if self._is_strict(key) else self.garbage_weights[1]
+            strict = self._is_strict(key)
+            weight = self.garbage_weights[0] if strict else self.garbage_weights[1]
+            # Outside idle, a grammar whose every command is long drops the garbage loop (it took
+            # commands in noise: 12 dB 30% -> 42.5%) and leans on the gate's length check; short
+            # commands ("no", "stop") keep it: nothing else stops "no" being forced onto "enough".
+            below = None if strict or self.gate[1] is None else (self._phones, MIN_PHONES)
             start, final, transitions = compile_fsg(
-                self.intent_set, key, self._known, garbage=self.garbage and weight > 0, garbage_weight=weight)
+                self.intent_set, key, self._known, garbage=self.garbage and weight > 0, garbage_weight=weight,
+                garbage_below=below)
             steps = [t[:3] if t[3] is None else t for t in transitions]  # an empty step has no word
             fsg = self._decoder.create_fsg(name, start, final, steps)
             self._decoder.add_fsg(name, fsg)
@@ -177,6 +183,10 @@ class PocketSphinxRecognizer:
         self._pending = key
         if not self._in_utterance:
             self._activate()
+
+    def _phones(self, word: str) -> int:
+        pron = self._decoder.lookup_word(word)
+        return len(pron.split()) if pron else 0
 
     def _is_strict(self, key: tuple[str, ...] | None) -> bool:
         """Idle-like contexts (listening for a wake intent) reject strictly; see :data:`WAKE_INTENTS`."""

@@ -294,6 +294,16 @@ class WordGraph:
                     out[" ".join([*head, word_out, *rest[nxt]])] = None
         return list(out)
 
+    def shortest(self, length: Callable[[str], int]) -> int:
+        """The shortest sentence, each word counted as ``length(word)`` (e.g. its phones)."""
+        best = [math.inf] * self.size
+        for state in reversed(self.order):
+            here = 0.0 if state in self.finals else math.inf
+            for word, nxt in self.arcs[state]:
+                here = min(here, length(word) + best[nxt])
+            best[state] = here
+        return int(best[0]) if self.size and math.isfinite(best[0]) else 0
+
     def restrict(self, known: Callable[[str], bool]) -> WordGraph:
         """The graph without arcs whose word ``known`` rejects (and what only they led to)."""
         keep = [{w: nxt for w, nxt in arcs if not w.startswith("{") and known(w)} for arcs in self.arcs]
