@@ -32,7 +32,8 @@ class Config:
     """The effective settings. Paths are absolute."""
 
     engine: str
-    """Speech engine: ``auto`` (Vosk if a model is installed, else PocketSphinx), ``vosk``, ``pocketsphinx``."""
+    """Speech engine: ``auto`` (the most accurate installed engine that answers in time here), ``vosk``,
+    ``pocketsphinx``, ``whisper``."""
     model_path: Path | None
     """A Vosk model directory; None picks the installed one from ``models_dir``."""
     models_dir: Path
@@ -100,8 +101,8 @@ def _data(name: str) -> Callable[[], Path]:
 
 KEYS: tuple[Key, ...] = (
     Key("engine", "speech", "engine", "choice", lambda: "auto",
-        "speech recognizer: auto (Vosk if a model is installed, else PocketSphinx), vosk, pocketsphinx",
-        choices=("auto", "vosk", "pocketsphinx"), cli="--engine"),
+        "speech recognizer: auto (most accurate installed engine that answers in time), vosk, pocketsphinx, whisper",
+        choices=("auto", "vosk", "pocketsphinx", "whisper"), cli="--engine"),
     Key("model_path", "speech", "model", "path", lambda: None,
         "Vosk model directory; unset = the model installed in models_dir", optional=True, cli="--model"),
     Key("models_dir", "speech", "models_dir", "path", _data("models"),

@@ -141,21 +141,22 @@ def init_worker(engine: str, model: str | None) -> None:
 
 
 def listen_like_live(recognizer: Any, intent_set: Any, audio: np.ndarray,
-                     only: Any = None) -> Iterator[tuple[float, Any, bool]]:
+                     only: Any = None, vad: Any = None) -> Iterator[tuple[float, Any, bool]]:
     """Feed ``audio`` 20 ms at a time through the live coach's utterance pipeline
     (:mod:`assistant.speech_in.pipeline`: endpointer, recognizer in context ``only``,
     confidence clean-up, understand); yields ``(end time s, Decoded, cut)`` per utterance,
-    ``cut`` for one still going when the audio ran out."""
+    ``cut`` for one still going when the audio ran out. ``vad``: other
+    :class:`~assistant.speech_in.vad.VadSettings` (experiments; default the coach's)."""
     from assistant.speech_in.pipeline import Decoder, listen
-    from assistant.speech_in.vad import Endpointer
+    from assistant.speech_in.vad import Endpointer, VadSettings
 
-    yield from listen(Decoder(recognizer, intent_set), Endpointer(RATE), audio,
+    yield from listen(Decoder(recognizer, intent_set), Endpointer(RATE, vad or VadSettings()), audio,
                       list(only) if only is not None else None)
 
 
-def utterances_like_live(recognizer: Any, audio: np.ndarray, only: Any = None,
+def utterances_like_live(recognizer: Any, audio: np.ndarray, vad: Any = None, only: Any = None,
                          intent_set: Any = None) -> Iterator[tuple[float, Any, bool]]:
-    """:func:`listen_like_live` as ``(end time s, transcript, cut)`` (older callers)."""
+    """:func:`listen_like_live` as ``(end time s, transcript, cut)``."""
     intents = intent_set if intent_set is not None else recognizer.intent_set
-    for at, decoded, cut in listen_like_live(recognizer, intents, audio, only):
+    for at, decoded, cut in listen_like_live(recognizer, intents, audio, only, vad):
         yield at, decoded.transcript, cut

@@ -9,9 +9,10 @@ with the same monotonic clock, so their small capture latencies cancel.
 
 Also measures the speaker's cut-off: ``DeviceSpeaker.stop()`` → last sound sample.
 
-    python bench/latency.py [--runs 10]
+    python bench/latency.py [--runs 10] [--engine whisper --json bench/results/latency-whisper.json]
 
-Writes bench/results/latency.json and latency.md.
+Writes bench/results/latency.json and latency.md (or ``--json`` and its ``.md``); the
+per-engine figures feed assistant/speech_in/engine_costs.json (bench/realspeech_report.py).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
 RATE = 16000
+EARLIEST_REPLY_S = 0.3
+"""A reply cannot start sooner than the endpointer's hangover (0.4 s) after the end of speech."""
 
 
 class Capture:
@@ -65,6 +68,8 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--engine", help="the coach's --engine (default: its own choice)")
+    parser.add_argument("--json", type=Path, default=RESULTS / "latency.json", help="result file (.md beside it)")
     args = parser.parse_args()
 
     runtime = subprocess.run(["bash", str(ROOT / ".ci" / "pulse.sh")], check=True, capture_output=True,
@@ -87,14 +92,15 @@ def main() -> int:
     coach_env = env | {"CRAMP_COACH_DIARY_PATH": str(tmp / "diary.sqlite3"),
                        "CRAMP_COACH_CONFIG": str(tmp / "none.toml")}
     coach = subprocess.Popen([sys.executable, "-m", "assistant.commands.cli", "--input", "pulse", "--output", "pulse",
-                              "--log-events", str(tmp / "events.jsonl")],
+                              "--log-events", str(tmp / "events.jsonl")]
+                             + (["--engine", args.engine] if args.engine else []),
                              env=coach_env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert coach.stdout is not None
     coach.stdout.readline()
     mic, spk = Capture("micfeed.monitor", env), Capture("speaker.monitor", env)
     time.sleep(0.5)
     latencies: list[float] = []
-    failures = 0
+    failures = early = 0
     try:
         for i in range(args.runs):
             start = time.monotonic()
@@ -105,7 +111,13 @@ def main() -> int:
             reply: list[float] = []
             while time.monotonic() < deadline and not (reply := spk.loud_times(end_of_speech, 800)):
                 time.sleep(0.02)
-            if reply:
+            if reply and reply[0] - end_of_speech < EARLIEST_REPLY_S:
+                # sound on the speaker before the endpointer could even have closed the utterance: the
+                # coach was still talking (or answering something else), not a reply to this command
+                early += 1
+                print(f"run {i + 1}: speaker not quiet ({1000 * (reply[0] - end_of_speech):.0f} ms), not counted",
+                      flush=True)
+            elif reply:
                 latencies.append(reply[0] - end_of_speech)
                 print(f"run {i + 1}: {1000 * latencies[-1]:.0f} ms", flush=True)
             else:
@@ -133,18 +145,21 @@ def main() -> int:
         "runs": args.runs,
         "replies": len(latencies),
         "failures": failures,
+        "not_counted_speaker_busy": early,
         "reply_latency_ms": {"median": round(1000 * statistics.median(latencies)),
                              "p95": round(1000 * percentile(latencies, 95)),
                              "min": round(1000 * min(latencies)), "max": round(1000 * max(latencies))}
         if latencies else None,
         "stop_cutoff_ms": {"median": round(1000 * statistics.median(cut)), "max": round(1000 * max(cut))},
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "path": "PulseAudio null sinks via ALSA 'pulse' device; PocketSphinx; pyttsx3/espeak-ng",
+        "path": f"PulseAudio null sinks via ALSA 'pulse' device; engine {args.engine or 'auto'}; pyttsx3/espeak-ng",
+        "engine": args.engine,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latency.json").write_text(json.dumps(result, indent=2) + "\n")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
     lat = result["reply_latency_ms"] or {}
-    (RESULTS / "latency.md").write_text(
+    args.json.with_suffix(".md").write_text(
         "# Reply latency through the PulseAudio path\n\n"
         f"{result['machine']}; {result['path']}.\n\n"
         "| measure | median | p95 / max |\n|---|---|---|\n"

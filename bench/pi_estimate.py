@@ -1,4 +1,4 @@
-"""A Raspberry Pi 4 estimate: how the compute measured here scales to a Cortex-A72 core.
+"""Raspberry Pi 4 and Pi 5 estimates: how the compute measured here scales to their cores.
 
 This is an estimate, not a measurement. The assumption and its sources:
 
@@ -16,6 +16,13 @@ This is an estimate, not a measurement. The assumption and its sources:
   leoncode.co.uk/articles/raspberry-pi-benchmarks); it suggests only ~1.5x, but that
   integer-division loop flatters AArch64 and is not representative of decoding.
 
+* Hence a Pi 5 core is taken as **2.5x slower** than one core here (range 1.5-4x):
+  748 vs ~1500-2000 in Geekbench 6 single-core.
+* Int8 neural inference (the Whisper engine, CTranslate2) leans on the dot-product
+  instructions: this machine has AVX-512 VNNI, the Pi 5's Cortex-A76 has the Armv8.2 dot
+  product, the Pi 4's Cortex-A72 has neither — so for that engine the Pi 4's range is
+  widened to 6-12x (our assumption, not measured: no Pi here).
+
 Compute-bound figures (RTF, idle CPU, the compute part of the reply latency) are scaled
 by the factor; fixed waits (the endpointer's hangover, audio buffering) are not; memory
 is taken as equal (same code, 64-bit on both); accuracy is unchanged as long as the
@@ -30,6 +37,12 @@ from typing import Any
 
 FACTOR = 6.0
 FACTOR_RANGE = (4.0, 8.0)
+PI5_FACTOR = 2.5
+PI5_FACTOR_RANGE = (1.5, 4.0)
+NEURAL_PI4_RANGE = (6.0, 12.0)
+NEURAL_ENGINES = frozenset({"whisper"})
+REPLY_BUDGET_S = 1.0
+"""Issue 12: `auto` picks the most accurate engine whose reply p95 stays within this."""
 PI4_SYSBENCH_SINGLE = 1477.83
 HANGOVER_S = 0.4
 SOURCES = [
@@ -101,3 +114,56 @@ def estimate(results: dict[str, Any], measure_sysbench: bool = True) -> dict[str
         "cue_timing": "the countdown runs on the loop thread while decoding runs in the recognizer thread; "
                       "on 4 Pi cores that separation holds, so cue error should stay within a few ms",
     }
+
+
+def hardware(engine: str) -> dict[str, dict[str, Any]]:
+    """CPU slow-down factor (and range) vs one core here, per target board, for ``engine``."""
+    pi4_range = NEURAL_PI4_RANGE if engine in NEURAL_ENGINES else FACTOR_RANGE
+    return {
+        "here": {"factor": 1.0, "range": [1.0, 1.0]},
+        "pi5": {"factor": PI5_FACTOR, "range": list(PI5_FACTOR_RANGE)},
+        "pi4": {"factor": max(FACTOR, pi4_range[0]), "range": list(pi4_range)},
+    }
+
+
+def engine_estimate(engine: str, cpu_3s: float | None, reply_p95_s: float | None,
+                    hangover_s: float = HANGOVER_S, reply_compute_s: float | None = None,
+                    oversubscribed: bool = False) -> dict[str, Any]:
+    """Per board: CPU for a 3 s command on one core and the reply p95 (the hangover is a fixed
+    wait, everything else in the measured reply is taken as compute and scaled), nominal and worst
+    case; ``fits`` = the nominal reply p95 is within :data:`REPLY_BUDGET_S`.
+
+    ``reply_compute_s`` (optional): the reply's compute from CPU time alone (decode tail + dialog and
+    voice), free of the wall-clock inflation of a shared machine; gives ``reply_p95_cpu_model_s``.
+    With ``oversubscribed`` (the live measurement ran with more runnable processes than cores) that
+    model becomes ``reply_p95_s`` and decides ``fits``: a wall-clock time inflated by other people's
+    work says nothing about the board; the measured figure stays as ``reply_p95_wall_s``."""
+    out: dict[str, Any] = {}
+    for board, hw in hardware(engine).items():
+        f, (lo, hi) = hw["factor"], hw["range"]
+        row: dict[str, Any] = {"factor": f, "factor_range": [lo, hi]}
+        if cpu_3s is not None:
+            row["cpu_per_3s_command_s"] = round(cpu_3s * f, 3)
+            row["cpu_per_3s_command_range_s"] = [round(cpu_3s * lo, 3), round(cpu_3s * hi, 3)]
+        if reply_p95_s is not None:
+            var = max(0.0, reply_p95_s - hangover_s)
+            row["reply_p95_s"] = round(hangover_s + var * f, 3)
+            row["reply_p95_range_s"] = [round(hangover_s + var * lo, 3), round(hangover_s + var * hi, 3)]
+            row["fits"] = row["reply_p95_s"] <= REPLY_BUDGET_S
+            row["fits_worst_case"] = row["reply_p95_range_s"][1] <= REPLY_BUDGET_S
+            row["reply_p95_basis"] = "measured live here" + ("" if board == "here" else ", scaled")
+        if reply_compute_s is not None:
+            row["reply_p95_cpu_model_s"] = round(hangover_s + reply_compute_s * f, 3)
+            row["fits_cpu_model"] = row["reply_p95_cpu_model_s"] <= REPLY_BUDGET_S
+            if oversubscribed or reply_p95_s is None:
+                if "reply_p95_s" in row:
+                    row["reply_p95_wall_s"] = row["reply_p95_s"]
+                row["reply_p95_s"] = row["reply_p95_cpu_model_s"]
+                row["reply_p95_range_s"] = [round(hangover_s + reply_compute_s * lo, 3),
+                                            round(hangover_s + reply_compute_s * hi, 3)]
+                row["fits"] = row["fits_cpu_model"]
+                row["fits_worst_case"] = row["reply_p95_range_s"][1] <= REPLY_BUDGET_S
+                row["reply_p95_basis"] = ("CPU-time model (the live measurement ran on an oversubscribed "
+                                          "machine)" if oversubscribed else "CPU-time model (not measured live)")
+        out[board] = row
+    return out

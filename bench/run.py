@@ -1,15 +1,18 @@
 """Run every benchmark and write ``bench/results/results.json``, ``results.md`` and the plot.
 
-    python -m bench                 # the full run (about 20 minutes on 2 cores)
+    python -m bench                 # the full run (~20 min on 2 cores, + ~5 per engine for real voices)
     python -m bench --smoke         # a small subset for CI (under 2 minutes)
     python -m bench --only accuracy,compute
 
 Sections: ``accuracy`` (bench.command_accuracy), ``false_accept`` (bench.false_accept),
 ``latency`` (bench/latency.py, the live coach on PulseAudio virtual devices),
 ``compute`` (bench.compute), ``cue_timing`` (bench.cue_timing, run alongside the
-others in its own process because it takes real minutes), then the Raspberry Pi 4
-estimate (bench.pi_estimate). Accuracy and false acceptance are measured on the
-embedded engine (PocketSphinx) and on Vosk when an English Vosk model is installed.
+others in its own process because it takes real minutes), ``realspeech`` (every installed
+engine on real voices, bench.realspeech_report: ``bench/results/realspeech.{json,md}`` and
+``assistant/speech_in/engine_costs.json``; smoke: 3 recordings per half, clean and 12 dB,
+into ``smoke/``), then the Raspberry Pi 4 estimate (bench.pi_estimate). Accuracy and
+false acceptance (synthesized sets) are measured on the embedded engine (PocketSphinx)
+and on Vosk when an English Vosk model is installed.
 The smoke run writes to ``bench/results/smoke/`` so it never overwrites the committed
 full results.
 """
@@ -41,7 +44,7 @@ BESTPATH = (
     '162-utterance slice (clean 55.6% vs 53.7%, 12 dB 9.3% vs 13.0%, n=54 each); the posterior it gives '
     'up is ~1.0 for every PocketSphinx result anyway (docs/speech-in.md)'
 )
-SECTIONS = ("accuracy", "false_accept", "latency", "compute", "cue_timing")
+SECTIONS = ("accuracy", "false_accept", "latency", "compute", "cue_timing", "realspeech")
 log = logging.getLogger("bench")
 
 
@@ -79,6 +82,21 @@ def latency_targets(lat: dict[str, Any]) -> list[dict[str, Any]]:
         {"name": "reply latency, p95", "target": "<= 800 ms", "value": p95, "unit": "ms",
          "met": p95 is not None and p95 <= 800, "gap": None if p95 is None else p95 - 800},
     ]
+
+
+def run_realspeech(smoke: bool, out_dir: Path, limit: int, jobs: int) -> dict[str, Any]:
+    """Every installed engine on real voices; the summary (no per-recording rows) for results.json."""
+    from bench.realspeech_report import COSTS, measure_all
+
+    if smoke:
+        data = measure_all(None, limit=3, jobs=1, latency_runs=0, snrs=(None, 12.0),
+                           out=out_dir / "realspeech.json", costs=None)
+    else:
+        data = measure_all(None, limit=limit, jobs=jobs, latency_runs=12, out=out_dir / "realspeech.json",
+                           costs=COSTS)
+    return {k: v if k != "engines" else {e: {c: cond["all"] for c, cond in entry.get("conditions", {}).items()}
+                                         for e, entry in v.items()}
+            for k, v in data.items()}
 
 
 def start_cue_timing(smoke: bool, out: Path) -> subprocess.Popen[bytes]:
@@ -164,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-intent", type=int, default=4, help="held-out sentences per intent (full run)")
     parser.add_argument("--ood-minutes", type=float, help="minutes of ordinary talk (default 30, smoke 1)")
     parser.add_argument("--no-report", action="store_true", help="do not regenerate docs/performance.md")
+    parser.add_argument("--realspeech-limit", type=int, default=40,
+                        help="recordings per half of the real-voice set per engine (full run; 155 = all)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("assistant").setLevel(logging.WARNING)
@@ -214,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         log.info("reply latency (bench/latency.py)...")
         results["latency"] = latency_job.result() if latency_job else run_latency(args.smoke)
         results["latency_targets"] = latency_targets(results["latency"])
+    if "realspeech" in sections:
+        log.info("real voices (bench.realspeech_report)...")
+        results["realspeech"] = run_realspeech(args.smoke, out_dir, args.realspeech_limit, args.jobs)
     results["pi4"] = pi_estimate.estimate(results)
     results["gaps"] = gaps(results)
     results["total_seconds"] = round(time.monotonic() - started, 1)

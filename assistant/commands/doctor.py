@@ -242,11 +242,31 @@ def check_engine(config: Any, intent_set: Any | None) -> Iterator[Check]:
     except ImportError as exc:
         yield Check(FAIL, f"speech engine: cannot import the recognizer ({exc})", "reinstall cramp-coach")
         return
+    engine = config.engine
     model = config.model_path
-    if model is None and config.engine != "pocketsphinx":
+    if engine == "auto" and model is None:
+        from assistant.speech_in.engine_choice import choose_engine, installed_engines
+
+        choice = choose_engine(installed_engines(config.models_dir))
+        yield Check(OK, f"engine auto: {choice.engine} on this board ({choice.board}): {choice.reason}. "
+                        + "; ".join(choice.considered))
+        engine = choice.engine
+    if engine == "whisper":
+        from assistant.speech_in.models import WHISPER_INSTALL_HINT, find_whisper, whisper_problem
+
+        model = model or find_whisper(config.models_dir)
+        if model is None:
+            yield Check(FAIL, f"Whisper model: none installed in {config.models_dir}", WHISPER_INSTALL_HINT)
+            return
+        problem = whisper_problem(model)
+        if problem:
+            yield Check(FAIL, f"Whisper model {model}: {problem}", WHISPER_INSTALL_HINT)
+            return
+        yield Check(OK, f"Whisper model: {model}")
+    elif model is None and config.engine != "pocketsphinx":
         model = find_model(config.models_dir)
         if model is None:
-            status = FAIL if config.engine == "vosk" else WARN
+            status = FAIL if engine == "vosk" else WARN
             yield Check(status, f"Vosk model: none installed in {config.models_dir}"
                         + ("" if status == FAIL else "; using PocketSphinx (built in, less accurate)"),
                         INSTALL_HINT)
@@ -261,10 +281,11 @@ def check_engine(config: Any, intent_set: Any | None) -> Iterator[Check]:
         return
     started = time.monotonic()
     try:
-        recognizer = create_recognizer(intent_set, config.engine,
-                                       model if config.engine != "pocketsphinx" else None)
+        recognizer = create_recognizer(intent_set, engine, model if engine != "pocketsphinx" else None)
+        if engine == "whisper":
+            _ = recognizer.model  # type: ignore[attr-defined]  # loads lazily: load it now, for real
     except Exception as exc:
-        yield Check(FAIL, f"speech engine {config.engine}: {exc}",
+        yield Check(FAIL, f"speech engine {engine}: {exc}",
                     "use --engine pocketsphinx, or reinstall the model: " + INSTALL_HINT)
         return
     yield Check(OK, f"speech engine: {getattr(recognizer, 'name', type(recognizer).__name__)} "

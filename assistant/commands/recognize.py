@@ -24,7 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--intents", type=Path, metavar="FILE",
                         help="intent template file (default: the coach's prompts/intents.yaml)")
     parser.add_argument("--only", metavar="INTENT,...", help="restrict recognition to these intents")
-    parser.add_argument("--engine", default=None, help="speech engine: auto (default), vosk or pocketsphinx")
+    parser.add_argument("--engine", default=None, help="speech engine: auto (default), vosk, pocketsphinx or whisper")
     parser.add_argument("--model", type=Path, help="Vosk model directory (implies the Vosk engine)")
     parser.add_argument("--floor", type=float, default=None, help="confidence below which speech is rejected")
     parser.add_argument("--json", action="store_true", help="JSON Lines output (the only format; accepted)")

@@ -1,4 +1,8 @@
-"""Intent templates → recognizer constraints (JSGF for PocketSphinx, phrase lists for Vosk).
+"""Intent templates → recognizer constraints (a finite-state grammar for PocketSphinx, phrase lists for Vosk).
+
+Both come from the context's word graph (:mod:`assistant.speech_in.wordgraph`): nothing is
+spelled out, so any realistic grammar works. :func:`compile_jsgf` (the older factored JSGF)
+is kept for tools that want JSGF text; the recognizer uses :func:`compile_fsg`.
 
 A dialog state only expects a few intents, so each listening context compiles just
 those templates. The JSGF is *factored*: a template's optional words and slot lists
@@ -32,6 +36,7 @@ from hassil.intents import TextSlotList
 from hassil.sample import sample_expression
 
 from assistant.conversation.intents import IntentSet, normalize
+from assistant.speech_in.wordgraph import WordGraph, build_graph
 
 log = logging.getLogger(__name__)
 
@@ -201,32 +206,63 @@ def compile_jsgf(
     return CompiledGrammar("\n".join(lines) + "\n", frozenset(builder.words), tuple(sorted(builder.dropped)))
 
 
-def phrases(intent_set: IntentSet, only: Sequence[str] | None, limit: int = _MAX_PHRASES) -> list[str]:
-    """Every sentence of the intents ``only``, for a Vosk runtime grammar.
+def compile_fsg(
+    intent_set: IntentSet,
+    only: Sequence[str] | None,
+    known: Callable[[str], bool] = lambda w: True,
+    garbage: bool = True,
+    garbage_weight: float = GARBAGE_WEIGHT,
+    garbage_below: tuple[Callable[[str], int], int] | None = None,
+) -> tuple[int, int, list[tuple[int, int, float, str | None]]]:
+    """A finite-state grammar for PocketSphinx: (start, final, transitions) from the word graph.
 
-    Vosk turns the phrases into a bigram model, so when the templates expand to more
-    than ``limit`` sentences the distinct words are listed instead (the text is parsed
-    against the templates afterwards anyway).
+    The graph's states are shared, so a context of millions of sentences is a few hundred
+    transitions (JSGF rule references would be inlined by PocketSphinx, copy after copy).
+    Alongside the commands runs the garbage loop (see :data:`GARBAGE_WORDS`), entered with
+    ``garbage_weight`` against 1 for the commands. Words ``known`` rejects are left out.
+    ``garbage_below`` = (phones of a word, n): keep the garbage loop only when some command
+    is shorter than n phones (long commands are guarded by the length gate instead).
     """
     names = intent_set.check_names(only) if only is not None else intent_set.names
-    out: dict[str, None] = {}
-    words: dict[str, None] = {}
-    for name in names:
-        for sentence in intent_set.sentences(name):
-            for text in sample_expression(
-                sentence.expression, intent_set.intents.slot_lists, intent_set.intents.expansion_rules
-            ):
-                clean = normalize(text)
-                if clean:
-                    words.update(dict.fromkeys(clean.split()))
-                    if len(out) <= limit:
-                        out[clean] = None
-    if len(out) > limit:
-        log.info("%d+ phrases for %s; using the %d words instead", limit, names, len(words))
-        return list(words)
-    return list(out)
+    full = build_graph(intent_set.intents, names)
+    dropped = sorted(w for w in full.vocabulary() if not known(w))
+    if dropped:
+        log.warning("words missing from the recognizer's dictionary (sentences using them are skipped): %s",
+                    ", ".join(dropped))
+    graph = full.restrict(known) if dropped else full
+    if not graph.finals:
+        raise ValueError(f"none of the intents {', '.join(names)} can be recognized")
+    end = graph.size
+    transitions = graph.transitions()
+    if garbage and garbage_below is not None and graph.shortest(garbage_below[0]) >= garbage_below[1]:
+        garbage = False
+    fillers = [w for w in GARBAGE_WORDS if w not in graph.vocabulary() and known(w)] if garbage else []
+    if not fillers:
+        return 0, end, transitions
+    start, loop, word_end = end + 1, end + 2, end + 3
+    share = garbage_weight / (1.0 + garbage_weight)
+    transitions += [(start, 0, 1.0 - share, None), (start, loop, share, None)]
+    transitions += [(loop, word_end, 1.0 / len(fillers), w) for w in fillers]
+    transitions += [(word_end, loop, 0.5, None), (word_end, end, 0.5, None)]
+    return start, end, transitions
+
+
+def phrases(intent_set: IntentSet, only: Sequence[str] | None, limit: int = _MAX_PHRASES) -> list[str]:
+    """A Vosk runtime grammar for the intents ``only``, from their word graph.
+
+    Every sentence when there are at most ``limit``; else real sentences that together use
+    every word pair the templates allow (Vosk makes a bigram model of the list anyway, and
+    the text is parsed against the templates afterwards). Nothing is spelled out.
+    """
+    return context_graph(intent_set, only).phrases(limit)
+
+
+def context_graph(intent_set: IntentSet, only: Sequence[str] | None) -> WordGraph:
+    """The word graph of a listening context (all intents when ``only`` is None)."""
+    names = intent_set.check_names(only) if only is not None else intent_set.names
+    return build_graph(intent_set.intents, names)
 
 
 def vocabulary(intent_set: IntentSet, only: Iterable[str] | None = None) -> set[str]:
     """All words the intents can use."""
-    return {w for p in phrases(intent_set, list(only) if only is not None else None) for w in p.split()}
+    return context_graph(intent_set, list(only) if only is not None else None).vocabulary()

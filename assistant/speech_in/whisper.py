@@ -1,0 +1,451 @@
+"""Whisper tiny.en, steered by the listening context's templates (the noise-robust engine).
+
+Whisper hears through a kettle or a fan far better than the embedded engines, but it
+transcribes freely ("medium rose cap a chain"). Per utterance:
+
+1. the audio is trimmed to its speech (plus a margin) and padded with a few seconds of
+   silence: the encoder then runs on ~6 s instead of Whisper's 30 s window (the 30 s
+   window costs ~4x the CPU; with no padding at all the decoder repeats itself);
+2. one encoder pass and a greedy free decode;
+3. the free transcript is aligned to the context's word graph
+   (:mod:`assistant.speech_in.sentence_graph`): the nearest grammar sentences;
+4. each candidate and the free transcript are scored by Whisper itself (token
+   log-probabilities, teacher-forced with CTranslate2 ``Whisper.align`` on the same encoder
+   output); the best candidate wins;
+5. a gate rejects it ("not understood") when Whisper finds it much less likely than what it
+   heard freely, or when the utterance is far longer than any sentence of the context.
+
+Imports (ctranslate2, tokenizers) and the model are loaded lazily, once per process.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from assistant.conversation.intents import IntentSet
+from assistant.errors import UserFacingError
+from assistant.speech_in.recognizers import SAMPLE_RATE, WAKE_INTENTS, Transcript
+from assistant.speech_in.sentence_graph import Alignment, Costs, WordGraph, align, build_graph, spoken_words
+
+log = logging.getLogger(__name__)
+
+MODEL_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
+
+PAD_SECONDS = 3.0
+"""Silence appended after the speech. Cutting the mel to the utterance is ~4x cheaper than the
+30 s window, but with nothing after the speech the decoder loops ("... with soy milk. I'd like
+a ..."): on the even half of the real voices (clean, 60 orders) no padding gave 85% right,
+2 s 96.7%, 5 s 98.3%, 10 s 98.3% (docs/speech-in.md)."""
+
+MIN_WINDOW_SECONDS = 6.0
+"""Pad short utterances further, to at least this window: a one-word command followed by only
+3 s of silence comes back as "Yes. Yes. Yes. Yes." (the cost of 6 s is still ~1/5 of 30 s)."""
+
+TRIM_MARGIN = 0.3
+"""Seconds of audio kept around the detected speech when trimming."""
+
+GATE = -9.0
+"""Reject when log P(best grammar sentence) - log P(free transcript) is below this (nats,
+summed over tokens, end of text included). Calibrated on the even half of the real voices
+(docs/speech-in.md): right answers were above -7.5 in 99% of cases (clean to 6 dB), the coach's
+idle grammar heard over coffee orders at most -8.6."""
+
+MAX_COST_PER_WORD = 0.35
+"""Reject when the grammar sentence is this far from what was heard (edit cost per word of the
+longer of the two): "brought wendy ones huskoffee" is not "ouch calf", however unsure Whisper was.
+Even half, right answers: 95% under 0.31, all under 0.43; the idle grammar's nearest sentences to
+coffee orders: 0.19 and up (the margin rejects those). 0.35 instead of 0.5: at 6 dB 2 wrong
+instead of 4, one right answer fewer."""
+
+SURE_MARGIN = -3.0
+"""When Whisper finds the grammar sentence about as likely as its own transcript ("help" vs
+"health"), a larger spelling distance (up to :data:`LENIENT_COST_PER_WORD`) is accepted, for a
+sentence about as long as what was heard."""
+
+LENIENT_GATE = -12.0
+LENIENT_COST_PER_WORD = 0.85
+"""Outside the idle (wake) context the coach is waiting for an answer or a command, so the gate is
+looser: a missed "stop" costs more than a rare false one (as for PocketSphinx's garbage weight)."""
+
+MAX_EXTRA_WORDS = 4
+"""Utterance-length sanity: more heard words than the context's longest sentence plus this
+is not a command ("a 4-second sentence is not 'help me'")."""
+
+PROMPT_TOKENS = 120
+"""Most prompt tokens (the context's vocabulary) when prompting is on."""
+
+CANDIDATES = 4
+"""Grammar sentences rescored per utterance."""
+
+RAW_CANDIDATES = 10
+"""Alignments taken from the word graph, before keeping :data:`CANDIDATES` distinct meanings."""
+
+DEDUPE = True
+"""Measured: +1 right of 40 at 6 dB and at 12 dB (odd half), the same elsewhere; +0.02 s CPU."""
+
+_MODELS: dict[tuple[str, int], Any] = {}
+_LOCK = threading.Lock()
+
+
+# ------------------------------------------------------------------ features
+
+
+def _mel_filters(n_fft: int = 400, n_mels: int = 80, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Slaney-style mel filterbank, as Whisper was trained with (librosa's defaults)."""
+    fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / rate)
+    mels = np.linspace(0.0, 45.245640471924965, n_mels + 2)
+    f_sp = 200.0 / 3
+    freqs = f_sp * mels
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    log_t = mels >= min_log_mel
+    freqs[log_t] = min_log_hz * np.exp(logstep * (mels[log_t] - min_log_mel))
+    fdiff = np.diff(freqs)
+    ramps = freqs.reshape(-1, 1) - fftfreqs.reshape(1, -1)
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (freqs[2:n_mels + 2] - freqs[:n_mels]))[:, None]
+    return weights.astype(np.float32)
+
+
+_FILTERS: np.ndarray | None = None
+
+
+def log_mel(audio: np.ndarray) -> np.ndarray:
+    """Whisper's log-mel features (80 x frames) of float audio at 16 kHz."""
+    global _FILTERS
+    if _FILTERS is None:
+        _FILTERS = _mel_filters()
+    n_fft, hop = 400, 160
+    audio = np.pad(audio.astype(np.float32), (0, hop))
+    padded = np.pad(audio, (n_fft // 2, n_fft // 2), mode="reflect")
+    frames = 1 + (len(padded) - n_fft) // hop
+    windows = np.lib.stride_tricks.as_strided(
+        padded, (frames, n_fft), (hop * padded.strides[0], padded.strides[0])
+    ) * np.hanning(n_fft + 1)[:-1].astype(np.float32)
+    power = np.abs(np.fft.rfft(windows, axis=-1)).astype(np.float32) ** 2
+    mel = _FILTERS @ power[:-1].T
+    logs = np.log10(np.maximum(mel, 1e-10))
+    logs = np.maximum(logs, logs.max() - 8.0)
+    return ((logs + 4.0) / 4.0).astype(np.float32)
+
+
+def speech_span(audio: np.ndarray, margin: float = TRIM_MARGIN, rate: int = SAMPLE_RATE) -> tuple[int, int]:
+    """Sample range of the speech in ``audio``: frames well above the noise floor, plus a margin.
+
+    Conservative: in steady noise the floor is the noise, so nothing that stands out from it
+    is cut; when nothing stands out the whole audio is kept.
+    """
+    frame = rate // 50
+    count = len(audio) // frame
+    if count < 10:
+        return 0, len(audio)
+    energy = 10 * np.log10((audio[:count * frame].reshape(count, frame) ** 2).mean(axis=1) + 1e-10)
+    floor = float(np.percentile(energy, 10))
+    top = float(energy.max())
+    if top - floor < 10:
+        return 0, len(audio)
+    active = np.flatnonzero(energy > max(floor + 0.25 * (top - floor), top - 45))
+    keep = int(margin * rate)
+    return max(0, int(active[0]) * frame - keep), min(len(audio), (int(active[-1]) + 1) * frame + keep)
+
+
+# ------------------------------------------------------------------ model
+
+
+@dataclass
+class WhisperModel:
+    """The CTranslate2 model and its tokenizer (shared by every recognizer in the process)."""
+
+    path: Path
+    model: Any
+    tokenizer: Any
+    sot: list[int]
+    eot: int
+    prev: int
+    """``<|startofprev|>``: starts a text prompt before :attr:`sot`."""
+
+
+def model_problem(path: Path) -> str | None:
+    """Why ``path`` is not a usable CTranslate2 Whisper model directory, or None."""
+    path = Path(path)
+    if not path.is_dir():
+        return "directory not found"
+    for name in MODEL_FILES:
+        if not (path / name).is_file():
+            return f"{name} is missing"
+        if (path / name).stat().st_size == 0:
+            return f"{name} is empty"
+    return None
+
+
+def load_model(path: Path, threads: int = 1) -> WhisperModel:
+    """Load (once per process) the Whisper model in ``path``: int8 on the CPU, ``threads`` threads."""
+    path = Path(path)
+    key = (str(path.resolve()), threads)
+    with _LOCK:
+        cached = _MODELS.get(key)
+        if cached is not None:
+            return cached
+        problem = model_problem(path)
+        if problem:
+            raise UserFacingError(
+                f"{path} is not a usable Whisper model ({problem}). "
+                "Install it with: cramp-coach models install whisper-tiny-en"
+            )
+        import ctranslate2
+        from tokenizers import Tokenizer
+
+        try:
+            model = ctranslate2.models.Whisper(
+                str(path), device="cpu", compute_type="int8", intra_threads=threads, inter_threads=1
+            )
+            tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise UserFacingError(
+                f"the Whisper model in {path} could not be loaded ({exc}); it is damaged or incomplete. "
+                "Reinstall it: cramp-coach models install whisper-tiny-en --force"
+            ) from None
+        specials = ("<|startoftranscript|>", "<|notimestamps|>", "<|endoftext|>", "<|startofprev|>")
+        ids = [int(tokenizer.token_to_id(t) or -1) for t in specials]
+        if -1 in ids:
+            raise UserFacingError(f"{path}/tokenizer.json is not an English Whisper tokenizer")
+        loaded = WhisperModel(path, model, tokenizer, ids[:2], ids[2], ids[3])
+        _MODELS[key] = loaded
+        log.info("loaded Whisper model %s (int8, %d thread%s)", path, threads, "" if threads == 1 else "s")
+        return loaded
+
+
+# ------------------------------------------------------------------ recognizer
+
+
+@dataclass
+class Decision:
+    """How the last utterance was decided (for logs, benchmarks and tests)."""
+
+    heard: str = ""
+    """Whisper's free transcript."""
+    sentence: str = ""
+    """The best grammar sentence ("" when none)."""
+    margin: float = -math.inf
+    """log P(sentence) - log P(free transcript), nats."""
+    edit_cost: float = math.inf
+    accepted: bool = False
+    reason: str = ""
+    candidates: list[tuple[str, float]] = field(default_factory=list)
+
+
+def _as_prompt(words: Sequence[str]) -> str:
+    """How Whisper would write these words (leading space, capital first letter, no punctuation),
+    so a grammar sentence and the free transcript are scored in the same form."""
+    text = " ".join(words)
+    return " " + text[:1].upper() + text[1:]
+
+
+class WhisperRecognizer:
+    """Whisper tiny.en constrained to the current listening context (see the module doc)."""
+
+    name = "whisper"
+    sample_rate = SAMPLE_RATE
+
+    def __init__(
+        self,
+        intent_set: IntentSet,
+        model_path: Path,
+        threads: int = 1,
+        gate: float = GATE,
+        pad_seconds: float = PAD_SECONDS,
+        trim: bool = True,
+        costs: Costs | None = None,
+        max_cost_per_word: float = MAX_COST_PER_WORD,
+        prompt: bool = False,
+        beam: int = 1,
+    ) -> None:
+        self.intent_set = intent_set
+        self.model_path = Path(model_path)
+        self.threads = threads
+        self.gate = gate
+        self.pad_seconds = pad_seconds
+        self.trim = trim
+        self.costs = costs or Costs()
+        self.max_cost_per_word = max_cost_per_word
+        self.prompt = prompt
+        self.beam = beam
+        self.last = Decision()
+        self._graphs: dict[tuple[str, ...] | None, tuple[WordGraph, int]] = {}
+        self._pending: tuple[str, ...] | None = None
+        self._active: tuple[str, ...] | None = None
+        self._chunks: list[bytes] = []
+        self._in_utterance = False
+        self._model: WhisperModel | None = None
+        self._starts: dict[tuple[str, ...] | None, list[int]] = {}
+        self.set_context(None)
+
+    @property
+    def model(self) -> WhisperModel:
+        if self._model is None:
+            self._model = load_model(self.model_path, self.threads)
+        return self._model
+
+    def _graph(self, key: tuple[str, ...] | None) -> tuple[WordGraph, int]:
+        found = self._graphs.get(key)
+        if found is None:
+            graph = build_graph(self.intent_set, key)
+            found = (graph, _longest(graph))
+            self._graphs[key] = found
+        return found
+
+    def _start_sequence(self, key: tuple[str, ...] | None) -> list[int]:
+        """Decoder prefix: the context's vocabulary as Whisper's "previous text" prompt, then the
+        usual start tokens; it biases the free decode towards the words the grammar uses."""
+        found = self._starts.get(key)
+        if found is None:
+            wm = self.model
+            graph, _ = self._graph(key)
+            words = " " + " ".join(sorted(graph.words))
+            prompt = wm.tokenizer.encode(words, add_special_tokens=False).ids[:PROMPT_TOKENS]
+            found = [wm.prev, *prompt, *wm.sot]
+            self._starts[key] = found
+        return found
+
+    def _distinct(self, alignments: list[Alignment], key: tuple[str, ...] | None) -> list[Alignment]:
+        """The cheapest :data:`CANDIDATES` alignments that mean different things: "a large latte"
+        and "an large latte" are one candidate, so the rescoring sees real alternatives."""
+        if not DEDUPE:
+            return alignments[:CANDIDATES]
+        out: list[Alignment] = []
+        meanings: set[object] = set()
+        for alignment in alignments:
+            match = self.intent_set.match(" ".join(alignment.words), key)
+            meaning = (match.intent, tuple(sorted(match.slots.items()))) if match else alignment.words
+            if meaning not in meanings:
+                meanings.add(meaning)
+                out.append(alignment)
+                if len(out) == CANDIDATES:
+                    break
+        return out
+
+    def set_context(self, intents: Sequence[str] | None) -> None:
+        key = tuple(intents) if intents is not None else None
+        self._graph(key)
+        self._pending = key
+        if not self._in_utterance:
+            self._active = key
+
+    def start_utterance(self) -> None:
+        self._active = self._pending
+        self._chunks = []
+        self._in_utterance = True
+
+    def accept_audio(self, pcm: bytes) -> None:
+        if not self._in_utterance:
+            self.start_utterance()
+        self._chunks.append(bytes(pcm))
+
+    def end_utterance(self) -> Transcript:
+        if not self._in_utterance:
+            return Transcript("", 0.0)
+        self._in_utterance = False
+        pcm = b"".join(self._chunks)
+        self._chunks = []
+        key = self._active
+        self._active = self._pending
+        audio = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
+        self.last = self.decide(audio, key)
+        if not self.last.accepted:
+            log.debug("whisper: not understood (%s): heard %r", self.last.reason, self.last.heard)
+            return Transcript("", 0.0)
+        # Confidence: 1 when Whisper finds the sentence as likely as what it heard freely, 0.5 at the gate.
+        confidence = min(1.0, max(0.5, 1.0 + self.last.margin / (2 * abs(self.gate or 1.0))))
+        return Transcript(self.last.sentence, confidence)
+
+    def decide(self, audio: np.ndarray, key: tuple[str, ...] | None) -> Decision:
+        """Recognize float audio in the context ``key``."""
+        graph, longest = self._graph(key)
+        if len(audio) < SAMPLE_RATE // 10:
+            return Decision(reason="too short")
+        if self.trim:
+            start, stop = speech_span(audio)
+            audio = audio[start:stop]
+        speech_seconds = len(audio) / SAMPLE_RATE
+        pad = max(self.pad_seconds, MIN_WINDOW_SECONDS - speech_seconds)
+        audio = np.pad(audio, (0, int(pad * SAMPLE_RATE)))
+        wm = self.model
+        import ctranslate2
+
+        start = self._start_sequence(key) if self.prompt else wm.sot
+        features = np.ascontiguousarray(log_mel(audio)[:, :3000])  # the encoder takes at most 30 s
+        encoded = wm.model.encode(ctranslate2.StorageView.from_array(features[None]), to_cpu=True)
+        result = wm.model.generate(
+            encoded, [start], beam_size=self.beam, max_length=min(200, int(speech_seconds * 10) + 8), return_scores=True
+        )[0]
+        heard_text = wm.tokenizer.decode(result.sequences_ids[0])
+        heard = _without_repeat(spoken_words(heard_text))
+        decision = Decision(heard=heard_text.strip())
+        if not heard:
+            decision.reason = "no words"
+            return decision
+        if len(heard) > longest + MAX_EXTRA_WORDS:
+            decision.reason = f"{len(heard)} words; the longest sentence here has {longest}"
+            return decision
+        alignments = self._distinct(align(graph, heard, self.costs, best=RAW_CANDIDATES), key)
+        if not alignments:
+            decision.reason = "no grammar path"
+            return decision
+        texts = [_as_prompt(a.words) for a in alignments] + [_as_prompt(heard)]
+        # The end-of-text token is scored too: a candidate that stops while the speech goes on
+        # ("... a triple shot cappuccino" for "... cappuccino with sweetener") must pay for it.
+        tokens = [[*wm.tokenizer.encode(t, add_special_tokens=False).ids, wm.eot] for t in texts]
+        array = np.asarray(encoded)
+        batch = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.repeat(array, len(tokens), axis=0)))
+        scored = wm.model.align(batch, start, tokens, features.shape[1] // 2)
+        logps = [float(np.log(np.maximum(np.asarray(s.text_token_probs, dtype=np.float64), 1e-12)).sum())
+                 for s in scored]
+        free = logps[-1]
+        best = max(range(len(alignments)), key=lambda i: logps[i])
+        decision.sentence = " ".join(alignments[best].words)
+        decision.edit_cost = alignments[best].cost
+        decision.margin = logps[best] - free
+        decision.candidates = [(" ".join(a.words), lp - free) for a, lp in zip(alignments, logps, strict=False)]
+        said = len(alignments[best].words)
+        per_word = decision.edit_cost / max(len(heard), said, 1)
+        strict = key is None or not WAKE_INTENTS.isdisjoint(key)
+        gate = self.gate if strict else LENIENT_GATE
+        most = self.max_cost_per_word if strict else LENIENT_COST_PER_WORD
+        if decision.margin >= SURE_MARGIN and len(heard) <= said + 1:
+            most = max(most, LENIENT_COST_PER_WORD)
+        if decision.margin < gate:
+            decision.reason = f"margin {decision.margin:.1f} < {gate:g}"
+        elif per_word > most:
+            decision.reason = f"edit cost {per_word:.2f} per word > {most:g}"
+        else:
+            decision.accepted = True
+        return decision
+
+
+def _without_repeat(words: list[str], probe: int = 3) -> list[str]:
+    """Cut a transcript where it starts over ("give me a mocha give me a ...", "yes yes yes yes"):
+    Whisper loops when it is unsure where the speech ended; nobody restarts a command mid-breath."""
+    for start in range(1, len(words)):
+        size = min(start, probe, len(words) - start)
+        if size == min(start, probe) and words[start:start + size] == words[:size]:
+            return words[:start]
+    return words
+
+
+def _longest(graph: WordGraph) -> int:
+    """Words in the longest sentence of the graph."""
+    longest = [0] * graph.size
+    for state in reversed(graph.order):
+        longest[state] = max((1 + longest[t] for _, t in graph.arcs[state]), default=0)
+    return longest[0]
