@@ -77,3 +77,22 @@ def test_person_talking_over_the_coach_is_not_echo(played: tuple[np.ndarray, Pla
 def test_no_playback_no_echo() -> None:
     u = render_person("stop", "joe")
     assert echo_score(u, 10.0, PlaybackHistory()) == 0.0
+
+
+def test_stop_in_a_quiet_room_at_any_moment_of_the_line(played: tuple[np.ndarray, PlaybackHistory],
+                                                        line: np.ndarray) -> None:
+    """The live test rig: no echo path, almost no noise, a "stop" louder than the coach's
+    playback, said anywhere in the first 3 s (a short first step). Its lone syllable once
+    matched an isolated word of the line ("sit.") at r = 0.85; the gain check keeps it out."""
+    play, history = played
+    person = render_person("stop", "joe")
+    person = person / np.abs(person).max() * 20000
+    rng = np.random.default_rng(1)
+    scores = []
+    for start in np.arange(LEAD, LEAD + 3.0, 0.1):
+        mic = rng.normal(0, 2, len(play))
+        i = int(start * RATE)
+        mic[i:i + len(person)] += person
+        u, end = utterance(mic, start, start + len(person) / RATE)
+        scores.append(echo_score(u, end, history, RATE))
+    assert max(scores) < ECHO_LIMIT, np.round(scores, 2)

@@ -18,6 +18,7 @@ ignored. The score therefore asks what is physically true of an echo:
   predicted by the path gain (the median mic/playback ratio; a reverb tail fading by
   1 dB per 10 ms) are a person talking; their share of the loudness is subtracted (a
   Geigel-style double-talk test);
+- *a plausible path gain*: the fitted gain must not exceed ``MAX_GAIN``;
 - *stand out from chance*: the same utterance is compared with the playback at
   implausible offsets (0.8–3 s earlier); when it matches those nearly as well, the match
   is what any speech-like envelope does, and the score is lowered.
@@ -45,6 +46,12 @@ DECAY_DB = 1.0
 """...fading by this much per frame (RT60 0.6 s, a lively kitchen)."""
 EXCESS_FACTOR = 2.0
 """Louder than this times the fitted echo is not the echo."""
+MAX_GAIN = 1.6
+"""The speaker heard back through the air is not louder at the mic than it was played
+(digital playback level → microphone level; the PulseAudio loopback is 1.0, a room
+less; the fit reads up to ~1.4× the true gain with reverb and noise). A fit needing
+more is a person louder than the coach whose word happened to match its rhythm —
+live, a "stop" matched the isolated "sit." of the instruction at r = 0.85, g = 1.8."""
 NULL_SLACK, NULL_WEIGHT = 0.2, 0.3
 """Chance matches up to this are normal; above it, this much of the excess is subtracted."""
 
@@ -155,6 +162,8 @@ def echo_check(mic: np.ndarray, mic_end: float, history: LoudnessHistory, rate: 
     path = float(np.median(np.maximum(m[loud], 0.0) / ref[loud])) if loud.any() else gain
     excess = float(np.sum(np.maximum(0.0, m - EXCESS_FACTOR * min(gain, path) * tail) ** 2)) / energy
     score = explained - excess - NULL_WEIGHT * max(0.0, chance - NULL_SLACK)
+    if gain > MAX_GAIN:
+        score = 0.0
     return EchoCheck(max(0.0, score), best, best_d, explained, gain, excess, chance)
 
 
