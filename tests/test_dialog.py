@@ -7,7 +7,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from dialog_driver import Driver, MemoryDiary, content, said_keys
 
-from assistant.conversation.dialog import CONTEXTS, GLOBAL_INTENTS, RELIEF_LIMIT_S
+from assistant.conversation.dialog import (
+    BARGE_IN_INTENTS,
+    CONTEXTS,
+    GLOBAL_INTENTS,
+    PUBLIC_INTENTS,
+    RELIEF_LIMIT_S,
+    State,
+)
 from assistant.conversation.events import (
     DeviceBack,
     DeviceLost,
@@ -16,6 +23,7 @@ from assistant.conversation.events import (
     Say,
     Shutdown,
     SpeechTiming,
+    StateChanged,
     StopSpeaking,
 )
 
@@ -453,6 +461,30 @@ def test_each_state_exposes_its_listening_context() -> None:
         assert d.coach.listening.intents == CONTEXTS[state]
     assert len(CONTEXTS["idle"]) <= 3  # idle stays small to avoid false triggers
     assert set(GLOBAL_INTENTS) <= set(CONTEXTS["question"]) and set(GLOBAL_INTENTS) <= set(CONTEXTS["hold"])
+
+
+def test_every_context_intent_exists_in_the_intents_file() -> None:
+    known = set(content().intents.names)
+    for state, names in CONTEXTS.items():
+        assert not set(names) - known, (state, set(names) - known)
+    assert not set(BARGE_IN_INTENTS) - known
+
+
+def test_public_intents_are_derived_from_the_contexts_and_keep_the_agreed_names() -> None:
+    assert set(PUBLIC_INTENTS) == {n for names in CONTEXTS.values() for n in names} | set(BARGE_IN_INTENTS)
+    agreed = ("cramp_start yes no unsure skip stop pause resume repeat next back help time_left better worse "
+              "start_over diary_summary still_cramping").split()
+    assert set(agreed) <= set(PUBLIC_INTENTS)
+
+
+def test_states_keep_their_wire_names() -> None:
+    assert [s.value for s in State] == ["idle", "hold", "checkin", "offer", "question", "paused"]
+    assert set(CONTEXTS) == set(State)
+    d = reach("offer")
+    changed = [a for _, a in d.log if isinstance(a, StateChanged)]
+    assert [type(c.state) for c in changed] == [str] * len(changed)  # plain strings on the wire
+    assert [c.state for c in changed][-3:] == ["hold", "checkin", "offer"]
+    assert type(d.coach.listening.context) is str
 
 
 def test_help_in_idle_starts_relief_because_cramp_start_wins() -> None:

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from speech_fixtures import AUDIO_CACHE, intent_set, speech_cases  # noqa: F401
 
-from assistant.conversation.intents import PUBLIC_INTENTS, IntentSet
+from assistant.conversation.dialog import PUBLIC_INTENTS
+from assistant.conversation.intents import IntentSet
 from assistant.speech_in.grammar import compile_jsgf, phrases
 from assistant.speech_in.recognizers import (
     PocketSphinxRecognizer,

@@ -18,6 +18,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Protocol
 
 from assistant.conversation.content import Content, Cue, Phrases, Picker, Question, Routine
@@ -44,19 +45,54 @@ from assistant.conversation.timers import Clock, Entry, Hold
 
 log = logging.getLogger(__name__)
 
+
+
+class State(StrEnum):
+    """Where the conversation is. The values are the wire names in :class:`Listen`,
+    :class:`StateChanged` and the event log, which other tools read: keep them."""
+
+    IDLE = "idle"
+    HOLD = "hold"
+    CHECKIN = "checkin"
+    OFFER = "offer"
+    QUESTION = "question"
+    PAUSED = "paused"
+
+
+ASKING = frozenset({State.CHECKIN, State.OFFER, State.QUESTION})
+"""States waiting for an answer: they have a silence timeout and the silence ladder."""
+
 GLOBAL_INTENTS = ("stop", "pause", "resume", "repeat", "next", "back", "help", "time_left", "start_over")
+"""Commands handled the same way whatever the state (:meth:`Coach._command_table`)."""
 ANSWERS = ("yes", "no", "unsure", "skip")
 # The intents each listening context accepts, in priority order (first wins on ties).
+# Keyed by State, which is a str: ``CONTEXTS["idle"]`` works too.
 CONTEXTS: dict[str, tuple[str, ...]] = {
-    "idle": ("cramp_start", "diary_summary", "help"),
-    "hold": ("better", "worse", "still_cramping", *GLOBAL_INTENTS),
-    "checkin": ("better", "still_cramping", "worse", "yes", "no", "unsure", *GLOBAL_INTENTS),
-    "offer": (*ANSWERS, *GLOBAL_INTENTS, "cramp_start"),
-    "question": (*ANSWERS, *GLOBAL_INTENTS, "cramp_start"),
-    "paused": ("resume", "stop", "start_over", "help", "repeat", "time_left"),
+    State.IDLE: ("cramp_start", "diary_summary", "help"),
+    State.HOLD: ("better", "worse", "still_cramping", *GLOBAL_INTENTS),
+    State.CHECKIN: ("better", "still_cramping", "worse", "yes", "no", "unsure", *GLOBAL_INTENTS),
+    State.OFFER: (*ANSWERS, *GLOBAL_INTENTS, "cramp_start"),
+    State.QUESTION: (*ANSWERS, *GLOBAL_INTENTS, "cramp_start"),
+    State.PAUSED: ("resume", "stop", "start_over", "help", "repeat", "time_left"),
 }
 # While the coach is talking it only listens for these (barge-in).
 BARGE_IN_INTENTS = ("stop", "pause", "repeat")
+
+PUBLIC_INTENTS: tuple[str, ...] = tuple(dict.fromkeys(
+    name for names in (*CONTEXTS.values(), BARGE_IN_INTENTS) for name in names))
+"""Every intent the coach can act on, derived from the listening contexts so it cannot drift:
+the names other tools (recognize --only, the benchmarks, the speech test sets) rely on."""
+
+REPROMPT_KEYS: dict[State, tuple[str, str]] = {
+    State.CHECKIN: ("relief.checkin_short", "relief.checkin_shortest"),
+    State.OFFER: ("causes.offer_short", "causes.offer_shortest"),
+}
+"""The silence ladder's shorter prompts (questions use their own short form)."""
+
+HELP_KEYS: dict[State, str] = {
+    State.IDLE: "help.idle", State.HOLD: "help.hold", State.CHECKIN: "help.checkin",
+    State.OFFER: "help.question", State.QUESTION: "help.question", State.PAUSED: "help.paused",
+}
 
 RELIEF_LIMIT_S = 600.0
 """A cramp still going after this long gets the red-flag advice."""
@@ -128,23 +164,41 @@ class Coach:
         self.diary = diary
         self.wall_clock = wall_clock or (lambda: datetime.now().astimezone())
         self.settings = settings or Settings()
-        self.state = "idle"
-        self.listening = Listen("idle", CONTEXTS["idle"])
+        self.state = State.IDLE
+        self.listening = Listen(State.IDLE.value, CONTEXTS[State.IDLE])
         self.hold: Hold[Cue | Phrases] | None = None
         self.episode: _Episode | None = None
         self._prompt: list[Say] = []
         self._silences = 0
-        self._paused_from: str | None = None
+        self._paused_from: State | None = None
         self._out: list[Action] = []
         self._disclaimer_due = False
         self.devices_lost: set[str] = set()
         """Devices reported lost (:class:`DeviceLost`) and not back yet."""
+        # Explicit dispatch tables: every intent and state maps to one method, checked here.
+        self._commands: dict[str, Callable[[], None]] = {
+            "stop": self._cmd_stop, "pause": self._cmd_pause, "resume": self._cmd_resume,
+            "repeat": self._cmd_repeat, "next": self._cmd_next, "back": self._cmd_back,
+            "help": self._cmd_help, "time_left": self._cmd_time_left, "start_over": self._cmd_start_over,
+        }
+        assert set(self._commands) == set(GLOBAL_INTENTS)
+        # State-specific intents; a handler returns False when the intent means nothing there.
+        self._handlers: dict[State, Callable[[str, dict[str, str]], bool]] = {
+            State.IDLE: self._in_idle, State.HOLD: self._in_hold, State.CHECKIN: self._in_checkin,
+            State.OFFER: self._in_offer, State.QUESTION: self._in_question, State.PAUSED: self._in_paused,
+        }
+        # The silence ladder's last step in each asking state: never a dead end.
+        self._safe_defaults: dict[State, Callable[[], None]] = {
+            State.CHECKIN: self._default_checkin, State.OFFER: self._default_offer,
+            State.QUESTION: self._default_question,
+        }
+        assert set(self._handlers) == set(State) and set(self._safe_defaults) == ASKING
 
     # ------------------------------------------------------------------ public API
 
     def start(self) -> list[Action]:
         """Actions to begin with: listen in the idle context."""
-        self._set_state("idle", force=True)
+        self._set_state(State.IDLE, force=True)
         return self._flush()
 
     def handle(self, event: Event) -> list[Action]:
@@ -167,12 +221,12 @@ class Coach:
 
     def next_deadline(self) -> float | None:
         """Clock time at which the runner should send the next :class:`Tick`."""
-        times = []
-        if self.hold is not None and self.state == "hold":
+        times: list[float] = []
+        if self.hold is not None and self.state == State.HOLD:
             nxt = self.hold.next_due()
             if nxt is not None:
                 times.append(nxt)
-        if self.episode is not None and not self.episode.relief_done and self.state != "paused":
+        if self.episode is not None and not self.episode.relief_done and self.state != State.PAUSED:
             times.append(self.episode.started_at + RELIEF_LIMIT_S)
         return min(times) if times else None
 
@@ -184,13 +238,14 @@ class Coach:
 
     # ------------------------------------------------------------------ helpers: output
 
-    def _say(self, phrases: Phrases, kind: str = "line", deadline: float | None = None, **fields: object) -> Say:
-        say = Say(self.picker.pick(phrases, **fields), phrases.key, kind, deadline)
+    def _say(self, phrases: Phrases, fields: dict[str, object] | None = None, *,
+             kind: str = "line", deadline: float | None = None) -> Say:
+        say = Say(self.picker.pick(phrases, **(fields or {})), phrases.key, kind, deadline)
         self._out.append(say)
         return say
 
     def _line(self, key: str, **fields: object) -> Say:
-        return self._say(self.content.lines[key], **fields)
+        return self._say(self.content.lines[key], fields)
 
     def _prompt_with(self, *says: Say) -> None:
         """Remember the current prompt (what 'repeat' says again)."""
@@ -200,12 +255,12 @@ class Coach:
     def _record(self, kind: str, **data: object) -> None:
         self._out.append(Record(kind, dict(data)))
 
-    def _set_state(self, state: str, force: bool = False) -> None:
+    def _set_state(self, state: State, force: bool = False) -> None:
         if state != self.state or force:
-            self._out.append(StateChanged(state))
+            self._out.append(StateChanged(state.value))
         self.state = state
-        timeout = self.settings.silence_timeout if state in ("checkin", "offer", "question") else None
-        self.listening = Listen(state, CONTEXTS[state], timeout)
+        timeout = self.settings.silence_timeout if state in ASKING else None
+        self.listening = Listen(state.value, CONTEXTS[state], timeout)
         self._out.append(self.listening)
 
     def _flush(self) -> list[Action]:
@@ -229,16 +284,14 @@ class Coach:
         if intent is None:
             self._not_understood()
             return
-        handler = getattr(self, f"_cmd_{intent}", None)
-        if intent in GLOBAL_INTENTS and handler is not None:
-            handler()
-            return
-        state_handler = getattr(self, f"_in_{self.state}", None)
-        if state_handler is None or not state_handler(intent, heard.slots):
+        command = self._commands.get(intent)
+        if command is not None:
+            command()
+        elif not self._handlers[self.state](intent, heard.slots):
             self._not_understood()
 
     def _on_silence(self) -> None:
-        if self.state not in ("checkin", "offer", "question"):
+        if self.state not in ASKING:
             return
         if MICROPHONE in self.devices_lost:  # it cannot hear an answer: no re-prompts
             self._safe_default()
@@ -254,7 +307,7 @@ class Coach:
     def _on_speech_timing(self, timing: SpeechTiming) -> None:
         """Start the hold when its instruction has really been said, not when estimated."""
         hold = self.hold
-        if self.state == "hold" and hold is not None and hold.untouched and not hold.paused \
+        if self.state == State.HOLD and hold is not None and hold.untouched and not hold.paused \
                 and timing.key == self._routine().instruction.key:
             hold.started_at = timing.ends_at + self.settings.settle_seconds
 
@@ -278,15 +331,15 @@ class Coach:
             self.devices_lost.add(event.kind)
         else:
             self.devices_lost.discard(event.kind)
-        asks = self.state in ("checkin", "offer", "question")
+        asks = self.state in ASKING
         if event.kind == MICROPHONE:
             if lost:
-                in_episode = self.episode is not None and self.state != "paused"
+                in_episode = self.episode is not None and self.state != State.PAUSED
                 self._line("device.mic_lost" if in_episode else "device.mic_lost_idle")
                 return
             self._line("device.mic_back")
         elif event.kind == SPEAKER:
-            if lost or self.state == "idle":
+            if lost or self.state == State.IDLE:
                 return  # it cannot speak; the runner prints and logs
             self._line("device.speaker_back")
         if asks:  # the question may have gone unheard, or its answer unheard: ask again
@@ -294,21 +347,20 @@ class Coach:
             self._repeat_prompt()
 
     def _not_understood(self) -> None:
-        if self.state in ("idle", "hold", "paused"):
-            if self.state != "idle":
-                self._line("commands.not_understood")
-            return
+        if self.state == State.IDLE:
+            return  # idle hears kitchen talk all day: say nothing
         self._line("commands.not_understood")
-        self._on_silence()
+        if self.state in ASKING:  # an answer we could not use counts like silence
+            self._on_silence()
 
     def _on_tick(self) -> None:
         now = self.clock.now()
         ep = self.episode
-        if ep is not None and not ep.relief_done and self.state != "paused" \
+        if ep is not None and not ep.relief_done and self.state != State.PAUSED \
                 and now >= ep.started_at + RELIEF_LIMIT_S:
             self._red_flag_in_relief("too_long")
             return
-        if self.hold is None or self.state != "hold":
+        if self.hold is None or self.state != State.HOLD:
             return
         for entry, due in self.hold.pop_due(now):
             payload = entry.payload
@@ -330,8 +382,6 @@ class Coach:
             self._begin_episode(slots)
         elif intent == "diary_summary":
             self._diary_summary(slots.get("period", "week"))
-        elif intent == "help":
-            self._prompt_with(self._line("help.idle"))
         else:
             return False
         return True
@@ -376,7 +426,8 @@ class Coach:
         assert self.episode is not None
         return self.content.routines[self.episode.order[self.episode.routine_index]]
 
-    def _start_routine(self, index: int, intro: str | None = None, intro_fields: dict | None = None) -> None:
+    def _start_routine(self, index: int, intro: str | None = None,
+                       intro_fields: dict[str, object] | None = None) -> None:
         ep = self.episode
         assert ep is not None
         ep.routine_index = index
@@ -385,7 +436,7 @@ class Coach:
         said: list[Say] = []
         if intro is not None:
             said.append(self._line(intro, **(intro_fields or {})))
-        said.append(self._say(routine.instruction, foot=self._foot()))
+        said.append(self._say(routine.instruction, {"foot": self._foot()}))
         self._prompt_with(*said)
         # The hold's clock starts once the instruction has been said and the person is in place.
         starts = self.clock.now() + self._speech_seconds(*(s.text for s in said)) + self.settings.settle_seconds
@@ -403,21 +454,21 @@ class Coach:
                 entries.append(Entry(self.settings.during_offset, extra))
                 break
         self.hold = Hold(duration, starts, entries)
-        self._set_state("hold")
+        self._set_state(State.HOLD)
 
     @staticmethod
-    def _first_cue_offset(entries: list[Entry]) -> float:
+    def _first_cue_offset(entries: list[Entry[Cue | Phrases]]) -> float:
         return min((e.offset for e in entries if isinstance(e.payload, Cue)), default=0.0)
 
     def _hold_finished(self) -> None:
         routine = self._routine()
         self.hold = None
-        said = []
+        said: list[Say] = []
         if routine.after is not None:
-            said.append(self._say(routine.after, foot=self._foot()))
+            said.append(self._say(routine.after, {"foot": self._foot()}))
         said.append(self._line("relief.checkin"))
         self._prompt_with(*said)
-        self._set_state("checkin")
+        self._set_state(State.CHECKIN)
 
     def _in_hold(self, intent: str, slots: dict[str, str]) -> bool:
         if intent == "still_cramping":
@@ -432,6 +483,9 @@ class Coach:
             self._next_routine()
             return True
         return self._relief_answer(intent)
+
+    def _in_paused(self, intent: str, slots: dict[str, str]) -> bool:
+        return False  # only the global commands work while paused
 
     def _relief_answer(self, intent: str) -> bool:
         if intent == "better":
@@ -475,13 +529,13 @@ class Coach:
     def _red_flag(self, reason: str) -> None:
         if self.episode is not None and reason not in self.episode.red_flags:
             self.episode.red_flags.append(reason)
-        self._say(self.content.lines["red_flag"], reason=self.picker.pick(self.content.red_flag_reasons[reason]))
+        self._say(self.content.lines["red_flag"], {"reason": self.picker.pick(self.content.red_flag_reasons[reason])})
 
     # ------------------------------------------------------------------ causes
 
     def _offer_causes(self) -> None:
         self._prompt_with(self._line("causes.offer"))
-        self._set_state("offer")
+        self._set_state(State.OFFER)
 
     def _in_offer(self, intent: str, slots: dict[str, str]) -> bool:
         if intent == "yes":
@@ -511,7 +565,7 @@ class Coach:
         if not ep.asked or ep.asked[-1] != index:
             ep.asked.append(index)
         self._prompt_with(self._say(questions[index].ask))
-        self._set_state("question")
+        self._set_state(State.QUESTION)
 
     def _in_question(self, intent: str, slots: dict[str, str]) -> bool:
         ep = self.episode
@@ -576,7 +630,7 @@ class Coach:
         self.episode = None
         self.hold = None
         self._prompt = []
-        self._set_state("idle")
+        self._set_state(State.IDLE)
         self._out.append(EndSession())
 
     def _pattern_advice(self, ep: _Episode) -> None:
@@ -592,36 +646,39 @@ class Coach:
     # ------------------------------------------------------------------ silence ladder
 
     def _reprompt(self, level: int) -> None:
-        if self.state == "checkin":
-            self._line("relief.checkin_short" if level == 1 else "relief.checkin_shortest")
-        elif self.state == "offer":
-            self._line("causes.offer_short" if level == 1 else "causes.offer_shortest")
-        elif self.state == "question":
+        """A shorter form of the open question (level 1), then the shortest (level 2)."""
+        if self.state == State.QUESTION:
             assert self.episode is not None
             q = self.content.questions[self.episode.question_index]
             if level == 1:
                 self._say(q.short)
             else:
                 self._line("causes.answer_options")
+            return
+        keys = REPROMPT_KEYS[self.state]
+        self._line(keys[0] if level == 1 else keys[1])
 
     def _safe_default(self) -> None:
         """Never a dead end: keep guiding the stretch, skip the question, or wind down."""
-        if self.state == "checkin":
-            self._line("relief.keep_guiding")
-            self._next_routine()
-        elif self.state == "question":
-            assert self.episode is not None
-            self._line("causes.skipped")
-            self._in_question("skip", {})
-        elif self.state == "offer":
-            self._line("causes.declined")
-            self._finish_episode()
+        self._safe_defaults[self.state]()
+
+    def _default_checkin(self) -> None:
+        self._line("relief.keep_guiding")
+        self._next_routine()
+
+    def _default_question(self) -> None:
+        self._line("causes.skipped")
+        self._in_question("skip", {})
+
+    def _default_offer(self) -> None:
+        self._line("causes.declined")
+        self._finish_episode()
 
     # ------------------------------------------------------------------ global commands
 
     def _cmd_stop(self) -> None:
         self._out.append(StopSpeaking())
-        if self.state == "idle":
+        if self.state == State.IDLE:
             return
         self._line("commands.stopped")
         self._line("commands.stopped_idle_hint")
@@ -630,30 +687,30 @@ class Coach:
         self._paused_from = None
         if self.episode is None:
             self._prompt = []
-            self._set_state("idle")
+            self._set_state(State.IDLE)
         else:
             self._finish_episode(closing=False)
 
     def _cmd_pause(self) -> None:
         self._out.append(StopSpeaking())
-        if self.state in ("idle", "paused"):
+        if self.state in (State.IDLE, State.PAUSED):
             return
         self._paused_from = self.state
-        if self.hold is not None and self.state == "hold":
+        if self.hold is not None and self.state == State.HOLD:
             now = self.clock.now()
             self.hold.pause(now)
             self._line("commands.paused_hold", seconds=math.ceil(self.hold.remaining(now)))
         else:
             self._line("commands.paused")
-        self._set_state("paused")
+        self._set_state(State.PAUSED)
 
     def _cmd_resume(self) -> None:
-        if self.state != "paused":
+        if self.state != State.PAUSED:
             self._cmd_repeat()
             return
-        resumed, self._paused_from = self._paused_from or "idle", None
+        resumed, self._paused_from = self._paused_from or State.IDLE, None
         self._line("commands.resumed")
-        if resumed == "hold" and self.hold is not None:
+        if resumed == State.HOLD and self.hold is not None:
             self.hold.resume(self.clock.now())
         else:
             self._repeat_prompt()
@@ -662,7 +719,7 @@ class Coach:
     def _cmd_repeat(self) -> None:
         self._out.append(StopSpeaking())
         if not self._prompt:
-            if self.state == "idle":
+            if self.state == State.IDLE:
                 self._line("help.idle")
             else:
                 self._line("commands.nothing_to_repeat")
@@ -674,21 +731,19 @@ class Coach:
             self._out.append(say)
 
     def _cmd_next(self) -> None:
-        if self.state in ("hold", "checkin"):
+        if self.state in (State.HOLD, State.CHECKIN):
             self._out.append(StopSpeaking())
             self._next_routine()
-        elif self.state == "question":
+        elif self.state == State.QUESTION:
             self._in_question("skip", {})
-        elif self.state == "offer":
+        elif self.state == State.OFFER:
             self._in_offer("no", {})
-        elif self.state == "paused":
-            self._line("help.paused")
         else:
-            self._line("help.idle")
+            self._cmd_help()
 
     def _cmd_back(self) -> None:
         ep = self.episode
-        if self.state in ("hold", "checkin") and ep is not None:
+        if self.state in (State.HOLD, State.CHECKIN) and ep is not None:
             self._out.append(StopSpeaking())
             if ep.routine_index == 0:
                 self._line("relief.no_previous")
@@ -696,24 +751,20 @@ class Coach:
                 return
             prev = self.content.routines[ep.order[ep.routine_index - 1]]
             self._start_routine(ep.routine_index - 1, "relief.previous_routine", {"name": self.picker.pick(prev.name)})
-        elif self.state == "question" and ep is not None:
+        elif self.state == State.QUESTION and ep is not None:
             if len(ep.asked) < 2:
                 self._line("causes.first_question")
                 self._repeat_prompt()
                 return
             ep.asked.pop()
             self._ask_question(ep.asked.pop())
-        elif self.state == "offer":
+        elif self.state == State.OFFER:
             self._repeat_prompt()
-        elif self.state == "paused":
-            self._line("help.paused")
         else:
-            self._line("help.idle")
+            self._cmd_help()
 
     def _cmd_help(self) -> None:
-        key = {"idle": "help.idle", "hold": "help.hold", "checkin": "help.checkin",
-               "offer": "help.question", "question": "help.question", "paused": "help.paused"}[self.state]
-        self._line(key)
+        self._line(HELP_KEYS[self.state])
 
     def _cmd_time_left(self) -> None:
         left = self.time_left()
