@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from assistant.conversation.datafile import DataFileError, LineDict, line_of, lo
 from assistant.conversation.intents import IntentSet
 from assistant.paths import prompts_dir
 
-PROMPT_FILES = ("intents.yaml", "lines.yaml", "advice.yaml", "routines.yaml", "causes.yaml")
+PROMPT_FILES = ("intents.yaml", "lines.yaml", "advice.yaml", "routines.yaml", "causes.yaml", "answers.yaml")
 
 # Every line the dialog uses, with the placeholders it may contain.
 LINE_FIELDS: dict[str, frozenset[str]] = {
@@ -32,7 +32,10 @@ LINE_FIELDS: dict[str, frozenset[str]] = {
         "relief.previous_routine": "name", "relief.no_previous": "",
         "causes.offer": "", "causes.offer_short": "", "causes.offer_shortest": "", "causes.declined": "",
         "causes.answer_options": "", "causes.skipped": "", "causes.first_question": "",
-        "summary.contributors": "causes", "summary.none": "", "summary.tips_intro": "",
+        "causes.not_an_answer": "", "causes.remembered": "", "causes.more": "", "causes.more_short": "",
+        "causes.carry_on": "", "causes.carry_on_short": "",
+        "summary.contributors": "causes", "summary.more_causes": "causes", "summary.none": "",
+        "summary.tips_intro": "",
         "closing": "", "session.shutdown": "",
         "device.mic_lost": "", "device.mic_lost_idle": "", "device.mic_back": "", "device.speaker_back": "",
         "advice.see_professional": "", "advice.pattern": "count", "advice.long_cramp": "minutes",
@@ -49,6 +52,12 @@ LINE_FIELDS: dict[str, frozenset[str]] = {
     }.items()
 }
 RED_FLAG_REASONS_USED = ("worse", "too_long", "not_easing")
+GRADES = ("now", "soon", "next_visit")
+"""advice.yaml grades, most urgent first: seek care now, see a doctor soon, mention it at the next visit."""
+RED_FLAG_GRADES = ("now", "soon")
+"""The grades a red-flag reason can have (``next_visit`` is for causes.yaml ``see_professional``)."""
+ANSWER_KEYS = ("causes", "prevention", "see_doctor", "why", "declined")
+"""The sections of answers.yaml (``why`` is by routine id)."""
 LOCATIONS = ("default", "toes", "arch", "heel", "foot", "calf")
 
 
@@ -97,6 +106,10 @@ class Question:
     ask_if: str | None = None
     """Only ask if this earlier question was answered yes."""
     slot: str | None = None
+    more: bool = False
+    """Offered after the first few questions ("want a few more?") rather than asked at once."""
+    remember_days: int | None = None
+    """A yes or no that does not change between episodes: kept on the device this long."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +124,14 @@ class Content:
     countdown: tuple[Cue, ...]
     questions: tuple[Question, ...]
     directory: Path
+    grades: Mapping[str, str] = field(default_factory=dict)
+    """advice.yaml: red-flag reason -> its grade (``now`` or ``soon``)."""
+    advice: Mapping[str, tuple[Phrases, ...]] = field(default_factory=dict)
+    """advice.yaml: grade -> the short lines said for it, in order."""
+    answers: Mapping[str, tuple[Phrases, ...]] = field(default_factory=dict)
+    """answers.yaml: causes, prevention, see_doctor, declined -> short lines said in order."""
+    why: Mapping[str, tuple[Phrases, ...]] = field(default_factory=dict)
+    """answers.yaml ``why``: routine id (or ``default``) -> why that stretch helps."""
 
 
 class Picker:
@@ -151,7 +172,10 @@ def load_content(directory: Path | None = None) -> Content:
     for reason in RED_FLAG_REASONS_USED:
         if reason not in reasons:
             raise DataFileError(advice_path, line_of(reasons_raw), f"red_flag_reasons needs {reason!r}")
-    return Content(intents, lines, reasons, routines, order, countdown, questions, directory)
+    grades, advice_lines = _load_grades(advice, advice_path, reasons)
+    answers, why = _load_answers(directory / "answers.yaml", routines)
+    return Content(intents, lines, reasons, routines, order, countdown, questions, directory,
+                   grades=grades, advice=advice_lines, answers=answers, why=why)
 
 
 # ------------------------------------------------------------------ helpers
@@ -167,7 +191,7 @@ def _known_keys(raw: LineDict, path: Path, allowed: tuple[str, ...], what: str) 
 
 ROUTINE_KEYS = ("name", "instruction", "hold_seconds", "during", "after")
 QUESTION_KEYS = ("id", "ask", "short", "contributor", "tip", "red_flag", "see_professional", "ask_if", "slot",
-                 "count_unsure")
+                 "more", "remember_days")
 
 
 def _mapping(raw: Any, path: Path, line: int | None = 1) -> LineDict:
@@ -282,7 +306,7 @@ def _load_questions(path: Path, reasons: Mapping[str, Phrases], intents: IntentS
     if not isinstance(items, list) or not items:
         raise DataFileError(path, line_of(raw, "questions"), "'questions:' must be a list")
     questions: list[Question] = []
-    none = frozenset()
+    none: frozenset[str] = frozenset()
     for i, item in enumerate(items):
         q = _mapping(item, path, line_of(items, i))
         _known_keys(q, path, QUESTION_KEYS, f"question {q.get('id', i + 1)!r}")
@@ -303,6 +327,20 @@ def _load_questions(path: Path, reasons: Mapping[str, Phrases], intents: IntentS
             raise DataFileError(path, line_of(q, "slot"), f"slot {slot!r} is not a list in intents.yaml")
         if "tip" in q and not isinstance(q.get("contributor"), str):
             raise DataFileError(path, line_of(q, "tip"), f"question {qid!r}: a tip needs a 'contributor:' name")
+        more = q.get("more", False)
+        if not isinstance(more, bool):
+            raise DataFileError(path, line_of(q, "more"), f"question {qid!r}: more must be true or false")
+        if not more and any(prev.more for prev in questions):
+            raise DataFileError(path, line_of(q, "id"), f"question {qid!r}: the first questions (without "
+                                "'more: true') must all come before the ones offered after them")
+        remember = q.get("remember_days")
+        if remember is not None:
+            if not isinstance(remember, int) or isinstance(remember, bool) or not 1 <= remember <= 3650:
+                raise DataFileError(path, line_of(q, "remember_days"),
+                                    f"question {qid!r}: remember_days must be a whole number of days from 1 to 3650")
+            if red_flag is not None or ask_if is not None:  # a warning sign is asked about every time
+                raise DataFileError(path, line_of(q, "remember_days"), f"question {qid!r}: a question with "
+                                    "red_flag or ask_if is asked every episode; remove remember_days")
         questions.append(Question(
             id=qid,
             ask=_phrases(q["ask"], f"cause.{qid}.ask", path, line_of(q, "ask"), none),
@@ -310,6 +348,69 @@ def _load_questions(path: Path, reasons: Mapping[str, Phrases], intents: IntentS
             contributor=q.get("contributor"),
             tip=_phrases(q["tip"], f"cause.{qid}.tip", path, line_of(q, "tip"), none) if "tip" in q else None,
             red_flag=red_flag, see_professional=bool(q.get("see_professional", False)),
-            ask_if=ask_if, slot=slot,
+            ask_if=ask_if, slot=slot, more=more, remember_days=remember,
         ))
+    if all(q.more for q in questions):
+        raise DataFileError(path, line_of(raw, "questions"), "at least the first question must not be 'more: true'")
     return tuple(questions)
+
+
+def _sequence(raw: Any, key: str, path: Path, line: int | None) -> tuple[Phrases, ...]:
+    """A list of lines said one after another; each line is text or a list of phrasings."""
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw:
+        raise DataFileError(path, line, f"{key}: expected a list of lines")
+    return tuple(_phrases(item, f"{key}.{i + 1}", path, line_of(raw, i) or line, frozenset())
+                 for i, item in enumerate(raw))
+
+
+def _load_grades(advice: LineDict, path: Path, reasons: Mapping[str, Phrases]
+                 ) -> tuple[dict[str, str], dict[str, tuple[Phrases, ...]]]:
+    """advice.yaml ``grades`` (reason -> grade) and ``say`` (grade -> its lines); every reason graded once."""
+    for section in ("grades", "say"):
+        if section not in advice:
+            raise DataFileError(path, advice.line, f"missing '{section}:'")
+    grades_raw = _mapping(advice["grades"], path, line_of(advice, "grades"))
+    _known_keys(grades_raw, path, RED_FLAG_GRADES, "grades")
+    grades: dict[str, str] = {}
+    for grade, members in grades_raw.items():
+        if not isinstance(members, list):
+            raise DataFileError(path, line_of(grades_raw, grade), f"grades.{grade}: expected a list of reasons")
+        for i, reason in enumerate(members):
+            if not isinstance(reason, str) or reason not in reasons:
+                raise DataFileError(path, line_of(members, i), f"grades.{grade}: {reason!r} is not in red_flag_reasons")
+            if reason in grades:
+                raise DataFileError(path, line_of(members, i), f"grades: {reason!r} is in two grades")
+            grades[reason] = str(grade)
+    ungraded = [r for r in reasons if r not in grades]
+    if ungraded:
+        raise DataFileError(path, line_of(advice, "grades"), f"grades: say how urgent {', '.join(ungraded)} is "
+                            f"(put it under one of {', '.join(RED_FLAG_GRADES)})")
+    say_raw = _mapping(advice["say"], path, line_of(advice, "say"))
+    _known_keys(say_raw, path, GRADES, "say")
+    said = {str(g): _sequence(v, f"advice.{g}", path, line_of(say_raw, g)) for g, v in say_raw.items()}
+    missing = [g for g in GRADES if g not in said]
+    if missing:
+        raise DataFileError(path, line_of(advice, "say"), f"say: missing {', '.join(missing)}")
+    return grades, said
+
+
+def _load_answers(path: Path, routines: Mapping[str, Routine]
+                  ) -> tuple[dict[str, tuple[Phrases, ...]], dict[str, tuple[Phrases, ...]]]:
+    """answers.yaml: the on-demand answers and the decline tips; ``why`` only for known routines."""
+    raw = _mapping(load_yaml(path), path)
+    _known_keys(raw, path, ANSWER_KEYS, "answers")
+    missing = [k for k in ANSWER_KEYS if k not in raw]
+    if missing:
+        raise DataFileError(path, raw.line, f"missing '{missing[0]}:'")
+    answers = {str(k): _sequence(v, f"answer.{k}", path, line_of(raw, k)) for k, v in raw.items() if k != "why"}
+    why_raw = _mapping(raw["why"], path, line_of(raw, "why"))
+    why: dict[str, tuple[Phrases, ...]] = {}
+    for rid, body in why_raw.items():
+        if rid != "default" and rid not in routines:
+            raise DataFileError(path, line_of(why_raw, rid), f"why: no routine named {rid!r} in routines.yaml")
+        why[str(rid)] = _sequence(body, f"answer.why.{rid}", path, line_of(why_raw, rid))
+    if "default" not in why:
+        raise DataFileError(path, why_raw.line, "why needs a 'default:' answer")
+    return answers, why
