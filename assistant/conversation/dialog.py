@@ -15,11 +15,11 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from assistant.conversation.content import Content, Cue, Phrases, Picker, Question, Routine
 from assistant.conversation.events import (
@@ -65,14 +65,18 @@ ASKING = frozenset({State.CHECKIN, State.OFFER, State.QUESTION})
 GLOBAL_INTENTS = ("stop", "pause", "resume", "repeat", "next", "back", "help", "time_left", "start_over")
 """Commands handled the same way whatever the state (:meth:`Coach._command_table`)."""
 ANSWERS = ("yes", "no", "unsure", "skip")
+ASK_INTENTS: dict[str, str] = {"ask_causes": "causes", "ask_prevention": "prevention",
+                               "ask_see_doctor": "see_doctor", "ask_why": "why"}
+"""On-demand questions -> their answer in prompts/answers.yaml (in idle and after an episode)."""
 # The intents each listening context accepts, in priority order (first wins on ties).
 # Keyed by State, which is a str: ``CONTEXTS["idle"]`` works too.
 CONTEXTS: dict[str, tuple[str, ...]] = {
-    State.IDLE: ("cramp_start", "diary_summary", "help"),
-    State.HOLD: ("better", "worse", "still_cramping", *GLOBAL_INTENTS),
-    State.CHECKIN: ("better", "still_cramping", "worse", "yes", "no", "unsure", *GLOBAL_INTENTS),
-    State.OFFER: (*ANSWERS, *GLOBAL_INTENTS, "cramp_start"),
-    State.QUESTION: (*ANSWERS, *GLOBAL_INTENTS, "cramp_start"),
+    State.IDLE: ("cramp_start", "diary_summary", "help", *ASK_INTENTS),
+    State.HOLD: ("better", "worse", "still_cramping", *GLOBAL_INTENTS, "ask_why"),
+    State.CHECKIN: ("better", "still_cramping", "worse", "yes", "no", "unsure", *GLOBAL_INTENTS,
+                    "ask_why"),
+    State.OFFER: (*ANSWERS, *GLOBAL_INTENTS, "cramp_start", *ASK_INTENTS),
+    State.QUESTION: (*ANSWERS, "medication", *GLOBAL_INTENTS, "cramp_start", *ASK_INTENTS),
     State.PAUSED: ("resume", "stop", "start_over", "help", "repeat", "time_left"),
 }
 # While the coach is talking it only listens for these (barge-in).
@@ -88,6 +92,18 @@ REPROMPT_KEYS: dict[State, tuple[str, str]] = {
     State.OFFER: ("causes.offer_short", "causes.offer_shortest"),
 }
 """The silence ladder's shorter prompts (questions use their own short form)."""
+
+OFFER_KEYS: dict[str, tuple[str, str, str]] = {
+    "causes": ("causes.offer", "causes.offer_short", "causes.offer_shortest"),
+    "more": ("causes.more", "causes.more_short", "causes.offer_shortest"),
+    "carry_on": ("causes.carry_on", "causes.carry_on_short", "causes.offer_shortest"),
+}
+"""The yes/no offers after relief (look at causes; a few more questions; carry on after a
+red flag): the offer, then the silence ladder's shorter forms."""
+SUMMARY_LINE_WORDS = 20
+"""Summary lines are cut to about this many words: the person has just had a cramp."""
+GRADE_ORDER = ("now", "soon", "next_visit")
+"""advice.yaml grades, most urgent first."""
 
 HELP_KEYS: dict[State, str] = {
     State.IDLE: "help.idle", State.HOLD: "help.hold", State.CHECKIN: "help.checkin",
@@ -110,6 +126,16 @@ class DiaryView(Protocol):
     def last_start(self) -> datetime | None: ...
 
     def first_use(self) -> bool: ...
+
+
+@runtime_checkable
+class AnswerMemory(Protocol):
+    """A diary that also keeps the answers that do not change between episodes (causes.yaml
+    ``remember_days``), so they are not asked every time."""
+
+    def remembered(self) -> Mapping[str, tuple[str, datetime]]:
+        """Cause id -> (yes | no, when it was answered)."""
+        ...
 
 
 @dataclass
@@ -143,6 +169,13 @@ class _Episode:
     relief_seconds: float | None = None
     advised: bool = False
     """The see-a-professional advice (or a red flag) has been given this episode."""
+    offer: str = "causes"
+    """Which yes/no offer is open in State.OFFER (a key of OFFER_KEYS)."""
+    more_offered: bool = False
+    """The "a few more questions?" offer has been made (or made moot)."""
+    memory: dict[str, tuple[str, datetime]] | None = None
+    """Remembered answers, read from the diary once per episode."""
+    remembered_said: bool = False
 
 
 class Coach:
@@ -173,6 +206,8 @@ class Coach:
         self._paused_from: State | None = None
         self._out: list[Action] = []
         self._disclaimer_due = False
+        self._last_routine: str | None = None
+        """The last routine of the last episode (for "why this stretch?" afterwards)."""
         self.devices_lost: set[str] = set()
         """Devices reported lost (:class:`DeviceLost`) and not back yet."""
         # Explicit dispatch tables: every intent and state maps to one method, checked here.
@@ -382,6 +417,8 @@ class Coach:
             self._begin_episode(slots)
         elif intent == "diary_summary":
             self._diary_summary(slots.get("period", "week"))
+        elif intent in ASK_INTENTS:
+            self._answer(intent)
         else:
             return False
         return True
@@ -471,12 +508,18 @@ class Coach:
         self._set_state(State.CHECKIN)
 
     def _in_hold(self, intent: str, slots: dict[str, str]) -> bool:
+        if intent == "ask_why":  # the countdown carries on
+            self._answer(intent)
+            return True
         if intent == "still_cramping":
             self._line("relief.keep_holding")
             return True
         return self._relief_answer(intent)
 
     def _in_checkin(self, intent: str, slots: dict[str, str]) -> bool:
+        if intent == "ask_why":
+            self._answer(intent)
+            return True
         if intent in ("yes", "better"):
             return self._relief_answer("better")
         if intent in ("no", "still_cramping", "unsure"):
@@ -526,45 +569,127 @@ class Coach:
         self._red_flag(reason)
         self._finish_episode()
 
-    def _red_flag(self, reason: str) -> None:
+    def _red_flag(self, reason: str) -> list[Say]:
+        """The reason, then what its grade says to do (seek care now / see a doctor soon), in short lines."""
         if self.episode is not None and reason not in self.episode.red_flags:
             self.episode.red_flags.append(reason)
-        self._say(self.content.lines["red_flag"], {"reason": self.picker.pick(self.content.red_flag_reasons[reason])})
+        said = [self._say(self.content.lines["red_flag"],
+                          {"reason": self.picker.pick(self.content.red_flag_reasons[reason])})]
+        return said + self._grade_lines(self.content.grades[reason])
 
-    # ------------------------------------------------------------------ causes
+    def _grade_lines(self, grade: str) -> list[Say]:
+        return [self._say(line) for line in self.content.advice[grade]]
 
-    def _offer_causes(self) -> None:
-        self._prompt_with(self._line("causes.offer"))
+    def _red_flag_recap(self, reasons: list[str]) -> list[Say]:
+        """Every reason given this episode, then the most urgent grade's advice once."""
+        said = [self._say(self.content.lines["red_flag"],
+                          {"reason": self.picker.pick(self.content.red_flag_reasons[r])}) for r in reasons]
+        grade = min((self.content.grades[r] for r in reasons), key=GRADE_ORDER.index)
+        return said + self._grade_lines(grade)
+
+    # ------------------------------------------------------------------ after relief: offers, questions, summary
+
+    def _offer(self, kind: str, *before: Say) -> None:
+        """A yes/no offer (OFFER_KEYS); ``before`` is said again with it on "repeat"."""
+        ep = self.episode
+        assert ep is not None
+        ep.offer = kind
+        self._prompt_with(*before, self._line(OFFER_KEYS[kind][0]))
         self._set_state(State.OFFER)
 
+    def _offer_causes(self) -> None:
+        self._offer("causes")
+
     def _in_offer(self, intent: str, slots: dict[str, str]) -> bool:
-        if intent == "yes":
-            self._ask_question(0)
-        elif intent in ("no", "skip", "unsure"):
-            self._line("causes.declined")
-            self._finish_episode()
-        elif intent == "cramp_start":
+        ep = self.episode
+        assert ep is not None
+        if intent == "cramp_start":
             self._restart_relief(slots)
-        else:
+            return True
+        if intent in ASK_INTENTS:
+            self._answer(intent)
+            return True
+        if intent not in ANSWERS:
             return False
+        accepted = intent == "yes"
+        if ep.offer == "causes":
+            if accepted:
+                self._ask_question(0)
+            else:
+                self._declined()
+        elif accepted:  # "more" or "carry_on": the next question
+            self._ask_question(ep.question_index + 1)
+        else:
+            self._summary()
         return True
+
+    def _declined(self) -> None:
+        """No to the causes: the article still reaches them, in a few short lines."""
+        ep = self.episode
+        assert ep is not None
+        said = [self._line("causes.declined")]
+        said += [self._say(line) for line in self.content.answers["declined"]]
+        said.append(self._line("advice.see_professional"))
+        ep.advised = True
+        self._finish_episode()
+        self._prompt = said  # "repeat" in idle says the tips again
 
     def _applies(self, q: Question) -> bool:
         assert self.episode is not None
         return q.ask_if is None or self.episode.answers.get(q.ask_if) == "yes"
 
-    def _ask_question(self, start: int) -> None:
+    def _remembered(self, q: Question) -> str | None:
+        """A yes or no given in an earlier episode and still fresh (``remember_days``), else None."""
+        ep = self.episode
+        assert ep is not None
+        if q.remember_days is None or not isinstance(self.diary, AnswerMemory):
+            return None
+        if ep.memory is None:
+            ep.memory = dict(self.diary.remembered())
+        kept = ep.memory.get(q.id)
+        if kept is None:
+            return None
+        answer, at = kept
+        now = self.wall_clock()
+        now = now if now.tzinfo is not None else now.astimezone()
+        return answer if now - at <= timedelta(days=q.remember_days) else None
+
+    def _next_question(self, start: int) -> int | None:
+        """Index of the next question to ask from ``start``; remembered answers are taken as given."""
         ep = self.episode
         assert ep is not None
         questions = self.content.questions
-        index = next((i for i in range(start, len(questions)) if self._applies(questions[i])), None)
+        for i in range(start, len(questions)):
+            q = questions[i]
+            if not self._applies(q):
+                continue
+            kept = self._remembered(q)
+            if kept is None:
+                return i
+            if q.id not in ep.answers:
+                ep.answers[q.id] = kept
+                self._record("answer", cause=q.id, answer=kept, slots={}, remembered=True)
+                if not ep.remembered_said:
+                    ep.remembered_said = True
+                    self._line("causes.remembered")
+        return None
+
+    def _ask_question(self, start: int) -> None:
+        ep = self.episode
+        assert ep is not None
+        index = self._next_question(start)
         if index is None:
             self._summary()
+            return
+        q = self.content.questions[index]
+        if q.more and not ep.more_offered:  # the first few are done: the rest only if wanted
+            ep.more_offered = True
+            self._offer("more")
             return
         ep.question_index = index
         if not ep.asked or ep.asked[-1] != index:
             ep.asked.append(index)
-        self._prompt_with(self._say(questions[index].ask))
+        self._prompt_with(self._say(q.ask))
         self._set_state(State.QUESTION)
 
     def _in_question(self, intent: str, slots: dict[str, str]) -> bool:
@@ -573,44 +698,99 @@ class Coach:
         if intent == "cramp_start":
             self._restart_relief(slots)
             return True
+        if intent in ASK_INTENTS:
+            self._answer(intent)
+            return True
+        q = self.content.questions[ep.question_index]
+        if intent == "medication" or (intent == "yes" and "medication" in slots):
+            if q.slot != "medication":  # a medicine's name answers only the medicine question
+                self._line("causes.not_an_answer")
+                return True
+            intent = "yes"
         if intent not in ANSWERS:
             return False
-        q = self.content.questions[ep.question_index]
         ep.answers[q.id] = intent
         kept_slots = {q.slot: slots[q.slot]} if q.slot and q.slot in slots else {}
         self._record("answer", cause=q.id, answer=intent, slots=kept_slots)
+        if q.remember_days is not None and intent in ("yes", "no"):
+            self._record("remember", cause=q.id, answer=intent, slots=kept_slots)
         if intent == "yes" and q.red_flag:
-            self._red_flag(q.red_flag)
+            said = self._red_flag(q.red_flag)
+            later = self.content.questions[ep.question_index + 1:]
+            if any(self._applies(later_q) for later_q in later):  # they may rather stop and get help
+                if later and next(x for x in later if self._applies(x)).more:
+                    ep.more_offered = True  # "carry on" is the offer of more
+                self._offer("carry_on", *said)
+                return True
         self._ask_question(ep.question_index + 1)
         return True
 
     def _summary(self) -> None:
+        """Likely contributors, their tips and when to get help, in short lines; "repeat" replays it."""
         ep = self.episode
         assert ep is not None
         yes = [q for q in self.content.questions if ep.answers.get(q.id) == "yes"]
-        named = [q for q in yes if q.contributor]
+        named = [q.contributor for q in yes if q.contributor]
+        said: list[Say] = []
         if named:
-            self._line("summary.contributors", causes=self._join([q.contributor for q in named]))
-            tips = [q.tip for q in named if q.tip is not None]
+            said += self._contributor_lines(named)
+            tips = [q.tip for q in yes if q.contributor and q.tip is not None]
             if tips:
-                self._line("summary.tips_intro")
-                for tip in tips:
-                    self._say(tip)
+                said.append(self._line("summary.tips_intro"))
+                said += [self._say(tip) for tip in tips]
         else:
-            self._line("summary.none")
-        if not named or any(q.see_professional for q in yes):
-            self._line("advice.see_professional")
+            said.append(self._line("summary.none"))
+            said.append(self._line("advice.see_professional"))
             ep.advised = True
-        for reason in ep.red_flags:  # repeated at the end so it is the last thing heard
-            self._red_flag(reason)
+        if any(q.see_professional for q in yes):
+            said += self._grade_lines("next_visit")
+            ep.advised = True
+        if ep.red_flags:  # repeated at the end so it is the last thing heard
+            said += self._red_flag_recap(ep.red_flags)
         self._finish_episode()
+        self._prompt = said  # "repeat" in idle replays the summary
 
-    def _join(self, items: list[str | None]) -> str:
+    def _contributor_lines(self, names: list[str]) -> list[Say]:
+        """"These may play a part: a, b and c." cut into lines of about SUMMARY_LINE_WORDS words."""
+        def words(key: str) -> int:
+            return max(len(o.replace("{causes}", "").split()) for o in self.content.lines[key].options)
+
+        chunks: list[list[str]] = [[]]
+        for name in names:
+            key = "summary.contributors" if len(chunks) == 1 else "summary.more_causes"
+            trial = [*chunks[-1], name]
+            if chunks[-1] and words(key) + len(self._join(trial).split()) > SUMMARY_LINE_WORDS:
+                chunks.append([name])
+            else:
+                chunks[-1] = trial
+        said = [self._line("summary.contributors", causes=self._join(chunks[0]))]
+        return said + [self._line("summary.more_causes", causes=self._join(c)) for c in chunks[1:]]
+
+    def _join(self, items: list[str]) -> str:
         words = [w for w in items if w]
         if len(words) <= 1:
             return "".join(words)
         conj = self.picker.pick(self.content.lines["words.and"])
         return f"{', '.join(words[:-1])} {conj} {words[-1]}"
+
+    def _answer(self, intent: str) -> None:
+        """An on-demand answer from answers.yaml; an open question or check-in is asked again after it."""
+        topic = ASK_INTENTS[intent]
+        if topic == "why":
+            lines = self.content.why.get(self._why_routine() or "", self.content.why["default"])
+        else:
+            lines = self.content.answers[topic]
+        said = [self._say(line) for line in lines]
+        if self.state == State.IDLE:
+            self._prompt_with(*said)
+        elif self.state != State.HOLD:  # the countdown carries on by itself
+            self._repeat_prompt()
+
+    def _why_routine(self) -> str | None:
+        ep = self.episode
+        if ep is not None and ep.order:
+            return ep.order[ep.routine_index]
+        return self._last_routine
 
     def _restart_relief(self, slots: dict[str, str]) -> None:
         self._finish_episode(closing=False)
@@ -627,6 +807,7 @@ class Coach:
         if interrupted_by:
             end["interrupted_by"] = interrupted_by
         self._record("episode_end", **end)
+        self._last_routine = ep.order[ep.routine_index] if ep.order else None
         self.episode = None
         self.hold = None
         self._prompt = []
@@ -655,7 +836,10 @@ class Coach:
             else:
                 self._line("causes.answer_options")
             return
-        keys = REPROMPT_KEYS[self.state]
+        if self.state == State.OFFER and self.episode is not None:
+            keys = OFFER_KEYS[self.episode.offer][1:]
+        else:
+            keys = REPROMPT_KEYS[self.state]
         self._line(keys[0] if level == 1 else keys[1])
 
     def _safe_default(self) -> None:
@@ -671,7 +855,10 @@ class Coach:
         self._in_question("skip", {})
 
     def _default_offer(self) -> None:
-        self._line("causes.declined")
+        if self.episode is not None and self.episode.offer != "causes":
+            self._summary()  # no answer to "more?" or "carry on?": what we have so far
+            return
+        self._line("causes.declined")  # walked away after relief: a short, quiet close
         self._finish_episode()
 
     # ------------------------------------------------------------------ global commands
@@ -785,6 +972,7 @@ class Coach:
             ep.answers.clear()
             ep.red_flags.clear()
             ep.asked.clear()
+            ep.more_offered = ep.remembered_said = False
             self._ask_question(0)
         else:
             self.hold = None
