@@ -82,35 +82,42 @@ def test_whole_conversation_two_routines_then_all_questions_then_summary() -> No
         "pregnancy": ("no", {}), "neurological": ("unsure", {}), "aging": ("skip", {}),
     }
     asked = []
-    while d.state == "question":
+    offers = []
+    while d.state in ("question", "offer"):
+        if d.state == "offer":  # after the first few: "want a few more questions?" -- yes
+            offers.append(d.said()[-1].key)
+            d.hear("yes")
+            continue
         q = content().questions[d.coach.episode.question_index]
         asked.append(q.id)
         intent, slots = answers[q.id]
         m = d.mark()
         d.hear(intent, **slots)
     assert asked == [q.id for q in content().questions]  # every cause, in order, one at a time
+    assert offers == ["causes.more"]
     summary = d.said(m)
     keys = [s.key for s in summary]
-    contributors = next(s.text for s in summary if s.key == "summary.contributors")
+    contributors = " ".join(s.text for s in summary if s.key in ("summary.contributors", "summary.more_causes"))
     for word in ("not drinking enough", "your shoes", "exercise without a warm-up", "a medicine you take"):
         assert word in contributors
     assert "getting older" not in contributors and "pregnancy" not in contributors
     tips = [k for k in keys if k.endswith(".tip")]
-    assert tips == ["cause.dehydration.tip", "cause.footwear.tip", "cause.warm_up.tip", "cause.medication.tip"]
+    assert tips == ["cause.dehydration.tip", "cause.footwear.tip", "cause.medication.tip", "cause.warm_up.tip"]
     medication_tip = next(s.text for s in summary if s.key == "cause.medication.tip")
     assert "don't stop" in medication_tip
     assert "red_flag" not in keys
     assert keys[-1] == "closing" and d.state == "idle" and d.ended()
     recorded = {r.data["cause"]: r.data["answer"] for r in d.records("answer")}
     assert recorded["minerals"] == "unsure" and recorded["muscle_imbalance"] == "skip"
-    assert d.records("answer")[9].data["slots"] == {"medication": "diuretic"}
+    assert next(r for r in d.records("answer") if r.data["cause"] == "medication").data["slots"] == {
+        "medication": "diuretic"}
     assert d.records("episode_end")[0].data["duration_s"] > 60
 
 
 def test_no_obvious_cause_gives_see_a_professional() -> None:
     d = Driver()
     to_question(d)
-    while d.state == "question":
+    while d.state in ("question", "offer"):  # "no" to every question, and to "a few more?"
         m = d.mark()
         d.hear("no")
     assert "summary.none" in d.keys(m) and "advice.see_professional" in d.keys(m)
@@ -139,12 +146,20 @@ def test_red_flag_answer_leads_to_seek_care_advice(question: str, reason: str) -
     said = d.said(m)
     assert said[0].key == "red_flag"
     assert content().red_flag_reasons[reason].options[0] in said[0].text
-    assert "medical" in said[0].text
-    while d.state == "question":
+    grade = content().grades[reason]  # then what to do, in short lines
+    assert [s.key for s in said[1:]][:len(content().advice[grade])] == [
+        f"advice.{grade}.{i + 1}" for i in range(len(content().advice[grade]))]
+    assert "medical" in " ".join(s.text for s in said)
+    assert d.state == "offer" and said[-1].key == "causes.carry_on"  # they may rather stop here
+    d.hear("yes")
+    while d.state in ("question", "offer"):
         m = d.mark()
-        d.hear("skip")
+        d.hear("skip" if d.state == "question" else "no")
     # ... and it is repeated as the last advice before the goodbye.
-    assert d.keys(m)[-2:] == ["red_flag", "closing"]
+    keys = d.keys(m)
+    assert keys[-1] == "closing"
+    last = len(keys) - 1 - keys[::-1].index("red_flag")
+    assert all(k.startswith(f"advice.{grade}.") for k in keys[last + 1:-1]) and len(keys) - last > 2
 
 
 def test_worse_during_a_hold_gives_red_flag_and_ends() -> None:

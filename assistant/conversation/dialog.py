@@ -629,8 +629,7 @@ class Coach:
         assert ep is not None
         said = [self._line("causes.declined")]
         said += [self._say(line) for line in self.content.answers["declined"]]
-        said.append(self._line("advice.see_professional"))
-        ep.advised = True
+        said.append(self._line("advice.see_professional"))  # a long cramp still gets its own line
         self._finish_episode()
         self._prompt = said  # "repeat" in idle says the tips again
 
