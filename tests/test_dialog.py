@@ -162,9 +162,11 @@ def test_red_flag_answer_leads_to_seek_care_advice(question: str, reason: str) -
     assert all(k.startswith(f"advice.{grade}.") for k in keys[last + 1:-1]) and len(keys) - last > 2
 
 
-def test_worse_during_a_hold_gives_red_flag_and_ends() -> None:
+def test_worse_twice_during_relief_gives_red_flag_and_ends() -> None:
     d = Driver()
     start_cramp(d)
+    d.hear("worse")  # the first "worse" eases off into something gentler (test_worse_eases_off_...)
+    assert d.state == "hold" and "red_flag" not in d.keys()
     m = d.mark()
     d.hear("worse")
     said = d.said(m)
@@ -219,7 +221,8 @@ def test_silence_ladder_in_checkin_keeps_guiding() -> None:
     assert said_keys(d.silence()) == ["relief.checkin_short"]
     assert said_keys(d.silence()) == ["relief.checkin_shortest"]
     third = said_keys(d.silence())
-    assert third[0] == "relief.keep_guiding" and third[-1].endswith(".instruction")
+    assert third[0] == "relief.keep_guiding" and "routine.calf_stretch.instruction" in third
+    assert third[-1] == content().routines["calf_stretch"].all_steps[-1].key  # all its steps, then the hold
     assert d.state == "hold"  # keeps guiding the next stretch, not a dead end
 
 
@@ -338,7 +341,7 @@ def test_hold_starts_after_the_instruction_has_been_said() -> None:
 
 # ---------------------------------------------------------------- global commands in every state
 
-STATES = ("idle", "hold", "checkin", "offer", "question", "paused")
+STATES = ("idle", "hold", "checkin", "offer", "question", "paused", "confirm")
 
 
 def reach(state: str) -> Driver:
@@ -356,6 +359,8 @@ def reach(state: str) -> Driver:
     elif state == "paused":
         start_cramp(d)
         d.hear("pause")
+    elif state == "confirm":
+        d.hear("pain")
     assert d.state == state
     return d
 
@@ -396,9 +401,15 @@ EXPECTED = {
     ("paused", "stop"): ("idle", "commands.stopped"), ("paused", "pause"): ("paused", None),
     ("paused", "resume"): ("hold", "commands.resumed"),
     ("paused", "repeat"): ("paused", "routine.toe_pull.instruction"),
-    ("paused", "next"): ("paused", "help.paused"), ("paused", "back"): ("paused", "help.paused"),
+    # next and back carry on from the pause (issue 13: they used to be ignored while paused)
+    ("paused", "next"): ("hold", "routine.calf_stretch.instruction"), ("paused", "back"): ("hold", "relief.no_previous"),
     ("paused", "help"): ("paused", "help.paused"), ("paused", "time_left"): ("paused", "commands.time_left"),
     ("paused", "start_over"): ("hold", "routine.toe_pull.instruction"),
+    ("confirm", "stop"): ("idle", "commands.stopped"), ("confirm", "pause"): ("paused", "commands.paused"),
+    ("confirm", "resume"): ("confirm", "relief.is_it_cramp"), ("confirm", "repeat"): ("confirm", "relief.is_it_cramp"),
+    ("confirm", "next"): ("confirm", "help.confirm"), ("confirm", "back"): ("confirm", "help.confirm"),
+    ("confirm", "help"): ("confirm", "help.confirm"), ("confirm", "time_left"): ("confirm", "commands.no_timer"),
+    ("confirm", "start_over"): ("hold", "commands.start_over"),
 }
 
 
@@ -474,8 +485,10 @@ def test_each_state_exposes_its_listening_context() -> None:
         d = reach(state)
         assert d.coach.listening.context == state
         assert d.coach.listening.intents == CONTEXTS[state]
-    assert len(CONTEXTS["idle"]) <= 3  # idle stays small to avoid false triggers
-    assert set(GLOBAL_INTENTS) <= set(CONTEXTS["question"]) and set(GLOBAL_INTENTS) <= set(CONTEXTS["hold"])
+    # Idle hears kitchen talk all day: no bare answer words there (they would be false triggers).
+    assert not {"yes", "no", "unsure", "skip", "better", "worse", "still_cramping"} & set(CONTEXTS["idle"])
+    for state in STATES:  # the README's promise: the global commands work in every state
+        assert set(GLOBAL_INTENTS) <= set(CONTEXTS[state]), state
 
 
 def test_every_context_intent_exists_in_the_intents_file() -> None:
@@ -493,7 +506,7 @@ def test_public_intents_are_derived_from_the_contexts_and_keep_the_agreed_names(
 
 
 def test_states_keep_their_wire_names() -> None:
-    assert [s.value for s in State] == ["idle", "hold", "checkin", "offer", "question", "paused"]
+    assert [s.value for s in State] == ["idle", "hold", "checkin", "offer", "question", "paused", "confirm"]
     assert set(CONTEXTS) == set(State)
     d = reach("offer")
     changed = [a for _, a in d.log if isinstance(a, StateChanged)]

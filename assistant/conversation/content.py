@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,9 @@ LINE_FIELDS: dict[str, frozenset[str]] = {
         "relief.next_routine": "name", "relief.eased": "",
         "relief.aftercare": "", "relief.keep_guiding": "", "relief.exhausted": "",
         "relief.previous_routine": "name", "relief.no_previous": "",
+        "relief.is_it_cramp": "", "relief.is_it_cramp_short": "", "relief.is_it_cramp_shortest": "",
+        "relief.not_a_cramp": "", "relief.no_answer_idle": "", "relief.hold_longer": "", "relief.hold_again": "",
+        "relief.ease_off": "", "relief.gentler": "name", "relief.walked_away": "", "help.confirm": "",
         "causes.offer": "", "causes.offer_short": "", "causes.offer_shortest": "", "causes.declined": "",
         "causes.answer_options": "", "causes.skipped": "", "causes.first_question": "",
         "causes.not_an_answer": "", "causes.remembered": "", "causes.more": "", "causes.more_short": "",
@@ -85,9 +88,22 @@ class Routine:
     id: str
     name: Phrases
     instruction: Phrases
+    """The first step (key ``routine.<id>.instruction``)."""
     hold_seconds: int
     during: Phrases | None = None
     after: Phrases | None = None
+    steps: tuple[Phrases, ...] = ()
+    """Further short steps said in turn after the instruction; the hold starts after the last."""
+    countdown: tuple[Cue, ...] = ()
+    """The cues of this routine's hold (the file's default set unless it has its own or an end cue)."""
+    gentler: str | None = None
+    """The routine to switch to when the person says it is getting worse during this one."""
+    aftercare: bool = False
+    """Warmth, cold or walking it off: silence afterwards means they are fine or gone, not "not easing"."""
+
+    @property
+    def all_steps(self) -> tuple[Phrases, ...]:
+        return (self.instruction, *self.steps)
 
 
 @dataclass(frozen=True)
@@ -189,7 +205,8 @@ def _known_keys(raw: LineDict, path: Path, allowed: tuple[str, ...], what: str) 
                                 f"{what}: unknown key {key!r} (a typo?); allowed: {', '.join(allowed)}")
 
 
-ROUTINE_KEYS = ("name", "instruction", "hold_seconds", "during", "after")
+ROUTINE_KEYS = ("name", "instruction", "steps", "hold_seconds", "during", "after", "countdown", "end_cue",
+                "gentler", "aftercare")
 QUESTION_KEYS = ("id", "ask", "short", "contributor", "tip", "red_flag", "see_professional", "ask_if", "slot",
                  "more", "remember_days")
 
@@ -248,6 +265,7 @@ def _load_routines(path: Path) -> tuple[dict[str, Routine], dict[str, tuple[str,
             raise DataFileError(path, raw.line, f"missing '{section}:'")
     routines_raw = _mapping(raw["routines"], path, line_of(raw, "routines"))
     routines: dict[str, Routine] = {}
+    raw_cues: dict[str, LineDict] = {}
     foot = frozenset({"foot"})
     for rid, body in routines_raw.items():
         body = _mapping(body, path, line_of(routines_raw, rid))
@@ -263,11 +281,22 @@ def _load_routines(path: Path) -> tuple[dict[str, Routine], dict[str, tuple[str,
             if name not in body:
                 return None
             return _phrases(body[name], f"routine.{rid}.{name}", path, line_of(body, name), foot)
-        routines[rid] = Routine(
+        steps_raw = body.get("steps", [])
+        if not isinstance(steps_raw, list):
+            raise DataFileError(path, line_of(body, "steps"), f"routine {rid!r}: steps must be a list of lines")
+        steps = tuple(_phrases(step, f"routine.{rid}.step{i + 2}", path, line_of(steps_raw, i), foot)
+                      for i, step in enumerate(steps_raw))
+        aftercare = body.get("aftercare", False)
+        if not isinstance(aftercare, bool):
+            raise DataFileError(path, line_of(body, "aftercare"), f"routine {rid!r}: aftercare must be true or false")
+        instruction = opt("instruction")
+        assert instruction is not None  # checked above
+        raw_cues[str(rid)] = body
+        routines[str(rid)] = Routine(
             id=str(rid),
             name=_phrases(body["name"], f"routine.{rid}.name", path, line_of(body, "name"), frozenset()),
-            instruction=opt("instruction"),  # type: ignore[arg-type]
-            hold_seconds=hold, during=opt("during"), after=opt("after"),
+            instruction=instruction,
+            hold_seconds=hold, during=opt("during"), after=opt("after"), steps=steps, aftercare=aftercare,
         )
     order_raw = _mapping(raw["order"], path, line_of(raw, "order"))
     order: dict[str, tuple[str, ...]] = {}
@@ -282,22 +311,39 @@ def _load_routines(path: Path) -> tuple[dict[str, Routine], dict[str, tuple[str,
         order[str(loc)] = tuple(seq)
     if "default" not in order:
         raise DataFileError(path, order_raw.line, "order needs a 'default:' list")
-    cues_raw = raw["countdown"]
+    cues = _load_cues(raw["countdown"], path, line_of(raw, "countdown"), "countdown")
+    for rid, body in raw_cues.items():
+        own = cues
+        if "countdown" in body:
+            own = _load_cues(body["countdown"], path, line_of(body, "countdown"), f"routine.{rid}.countdown")
+        if "end_cue" in body:  # the same cues, with a release that fits (no "and release" after a walk)
+            end = _phrases(body["end_cue"], f"routine.{rid}.end_cue", path, line_of(body, "end_cue"), frozenset())
+            own = (*own[:-1], Cue(0, end))
+        gentler = body.get("gentler")
+        if gentler is not None and (not isinstance(gentler, str) or gentler not in routines or gentler == rid):
+            raise DataFileError(path, line_of(body, "gentler"),
+                                f"routine {rid!r}: gentler must name another routine, not {gentler!r}")
+        routines[rid] = replace(routines[rid], countdown=own, gentler=gentler)
+    return routines, order, cues
+
+
+def _load_cues(cues_raw: Any, path: Path, line: int | None, key: str) -> tuple[Cue, ...]:
+    """A countdown: cues by seconds left, most first, ending with the release cue at 0."""
     if not isinstance(cues_raw, list) or not cues_raw:
-        raise DataFileError(path, line_of(raw, "countdown"), "countdown: expected a list of cues")
+        raise DataFileError(path, line, f"{key}: expected a list of cues")
     cues = []
     for i, cue in enumerate(cues_raw):
         cue = _mapping(cue, path, line_of(cues_raw, i))
         left = cue.get("left")
         if not isinstance(left, int) or isinstance(left, bool) or left < 0 or "say" not in cue:
-            raise DataFileError(path, cue.line, "countdown cue needs 'left:' (seconds, 0 or more) and 'say:'")
-        cues.append(Cue(left, _phrases(cue["say"], f"countdown.{left}", path, line_of(cue, "say"), frozenset())))
+            raise DataFileError(path, cue.line, f"{key}: a cue needs 'left:' (seconds, 0 or more) and 'say:'")
+        cues.append(Cue(left, _phrases(cue["say"], f"{key}.{left}", path, line_of(cue, "say"), frozenset())))
     lefts = [c.left for c in cues]
     if lefts != sorted(lefts, reverse=True) or len(set(lefts)) != len(lefts):
-        raise DataFileError(path, line_of(raw, "countdown"), "countdown cues must go from most to least seconds left")
+        raise DataFileError(path, line, f"{key}: cues must go from most to least seconds left")
     if lefts[-1] != 0:
-        raise DataFileError(path, line_of(raw, "countdown"), "countdown needs a release cue at 'left: 0'")
-    return routines, order, tuple(cues)
+        raise DataFileError(path, line, f"{key}: needs a release cue at 'left: 0'")
+    return tuple(cues)
 
 
 def _load_questions(path: Path, reasons: Mapping[str, Phrases], intents: IntentSet) -> tuple[Question, ...]:

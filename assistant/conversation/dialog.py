@@ -57,13 +57,15 @@ class State(StrEnum):
     OFFER = "offer"
     QUESTION = "question"
     PAUSED = "paused"
+    CONFIRM = "confirm"
+    """A bare "ow" or "my foot!" in idle: "Is it a cramp?" before starting a routine."""
 
 
-ASKING = frozenset({State.CHECKIN, State.OFFER, State.QUESTION})
+ASKING = frozenset({State.CHECKIN, State.OFFER, State.QUESTION, State.CONFIRM})
 """States waiting for an answer: they have a silence timeout and the silence ladder."""
 
 GLOBAL_INTENTS = ("stop", "pause", "resume", "repeat", "next", "back", "help", "time_left", "start_over")
-"""Commands handled the same way whatever the state (:meth:`Coach._command_table`)."""
+"""Commands available in every state (:attr:`Coach._commands`)."""
 ANSWERS = ("yes", "no", "unsure", "skip")
 ASK_INTENTS: dict[str, str] = {"ask_causes": "causes", "ask_prevention": "prevention",
                                "ask_see_doctor": "see_doctor", "ask_why": "why"}
@@ -71,16 +73,19 @@ ASK_INTENTS: dict[str, str] = {"ask_causes": "causes", "ask_prevention": "preven
 # The intents each listening context accepts, in priority order (first wins on ties).
 # Keyed by State, which is a str: ``CONTEXTS["idle"]`` works too.
 CONTEXTS: dict[str, tuple[str, ...]] = {
-    State.IDLE: ("cramp_start", "diary_summary", "help", *ASK_INTENTS),
-    State.HOLD: ("better", "worse", "still_cramping", *GLOBAL_INTENTS, "ask_why"),
-    State.CHECKIN: ("better", "still_cramping", "worse", "yes", "no", "unsure", *GLOBAL_INTENTS,
+    State.IDLE: ("cramp_start", "pain", "diary_summary", *ASK_INTENTS, *GLOBAL_INTENTS),
+    State.HOLD: ("better", "worse", "still_cramping", "hold_longer", *GLOBAL_INTENTS, "ask_why"),
+    State.CHECKIN: ("better", "still_cramping", "worse", "hold_longer", "yes", "no", "unsure", *GLOBAL_INTENTS,
                     "ask_why"),
-    State.OFFER: (*ANSWERS, *GLOBAL_INTENTS, "cramp_start", *ASK_INTENTS),
-    State.QUESTION: (*ANSWERS, "medication", *GLOBAL_INTENTS, "cramp_start", *ASK_INTENTS),
-    State.PAUSED: ("resume", "stop", "start_over", "help", "repeat", "time_left"),
+    State.OFFER: (*ANSWERS, *GLOBAL_INTENTS, "cramp_start", "worse", *ASK_INTENTS),
+    State.QUESTION: (*ANSWERS, "medication", *GLOBAL_INTENTS, "cramp_start", "worse", *ASK_INTENTS),
+    State.PAUSED: ("resume", "stop", "start_over", "help", "repeat", "time_left", "next", "back", "pause",
+                   "better", "worse"),
+    State.CONFIRM: ("cramp_start", "yes", "no", "unsure", "pain", "worse", "better", *GLOBAL_INTENTS),
 }
-# While the coach is talking it only listens for these (barge-in).
-BARGE_IN_INTENTS = ("stop", "pause", "repeat")
+# While the coach is talking it only listens for these (barge-in): "worse" too, so a stretch
+# that hurts more is heard over the coach's voice.
+BARGE_IN_INTENTS = ("stop", "pause", "repeat", "worse")
 
 PUBLIC_INTENTS: tuple[str, ...] = tuple(dict.fromkeys(
     name for names in (*CONTEXTS.values(), BARGE_IN_INTENTS) for name in names))
@@ -89,6 +94,7 @@ the names other tools (recognize --only, the benchmarks, the speech test sets) r
 
 REPROMPT_KEYS: dict[State, tuple[str, str]] = {
     State.CHECKIN: ("relief.checkin_short", "relief.checkin_shortest"),
+    State.CONFIRM: ("relief.is_it_cramp_short", "relief.is_it_cramp_shortest"),
     State.OFFER: ("causes.offer_short", "causes.offer_shortest"),
 }
 """The silence ladder's shorter prompts (questions use their own short form)."""
@@ -108,10 +114,16 @@ GRADE_ORDER = ("now", "soon", "next_visit")
 HELP_KEYS: dict[State, str] = {
     State.IDLE: "help.idle", State.HOLD: "help.hold", State.CHECKIN: "help.checkin",
     State.OFFER: "help.question", State.QUESTION: "help.question", State.PAUSED: "help.paused",
+    State.CONFIRM: "help.confirm",
 }
 
 RELIEF_LIMIT_S = 600.0
-"""A cramp still going after this long gets the red-flag advice."""
+"""A cramp still going after this long gets the red-flag advice (not during aftercare: warmth,
+walking it off)."""
+WORSE_LIMIT = 2
+"""The first "worse" eases off into something gentler; this many in one episode means seek care."""
+HOLD_LONGER_S = 15.0
+"""Seconds added when someone asks to hold longer during a hold."""
 PATTERN_WEEKLY_COUNT = 3
 """This many episodes in seven days adds the see-a-professional advice."""
 LONG_RELIEF_S = 300.0
@@ -167,6 +179,10 @@ class _Episode:
     asked: list[int] = field(default_factory=list)
     question_index: int = -1
     relief_seconds: float | None = None
+    worse_count: int = 0
+    """How often they said it is getting worse during relief."""
+    silent_checkins: int = 0
+    """Check-ins in a row whose silence ladder ran out: two mean they have walked away."""
     advised: bool = False
     """The see-a-professional advice (or a red flag) has been given this episode."""
     offer: str = "causes"
@@ -210,6 +226,10 @@ class Coach:
         """The last routine of the last episode (for "why this stretch?" afterwards)."""
         self.devices_lost: set[str] = set()
         """Devices reported lost (:class:`DeviceLost`) and not back yet."""
+        self._pending_slots: dict[str, str] = {}
+        """Slots heard with a bare pain word, kept while asking "Is it a cramp?"."""
+        self._hold_after: str | None = None
+        """Key of the line the hold starts after (its real end moves the start: SpeechTiming)."""
         # Explicit dispatch tables: every intent and state maps to one method, checked here.
         self._commands: dict[str, Callable[[], None]] = {
             "stop": self._cmd_stop, "pause": self._cmd_pause, "resume": self._cmd_resume,
@@ -217,15 +237,18 @@ class Coach:
             "help": self._cmd_help, "time_left": self._cmd_time_left, "start_over": self._cmd_start_over,
         }
         assert set(self._commands) == set(GLOBAL_INTENTS)
+        # Intents that mean the same in every state that hears them ("worse" is heard everywhere).
+        self._anywhere: dict[str, Callable[[dict[str, str]], None]] = {"worse": self._on_worse}
         # State-specific intents; a handler returns False when the intent means nothing there.
         self._handlers: dict[State, Callable[[str, dict[str, str]], bool]] = {
             State.IDLE: self._in_idle, State.HOLD: self._in_hold, State.CHECKIN: self._in_checkin,
             State.OFFER: self._in_offer, State.QUESTION: self._in_question, State.PAUSED: self._in_paused,
+            State.CONFIRM: self._in_confirm,
         }
         # The silence ladder's last step in each asking state: never a dead end.
         self._safe_defaults: dict[State, Callable[[], None]] = {
             State.CHECKIN: self._default_checkin, State.OFFER: self._default_offer,
-            State.QUESTION: self._default_question,
+            State.QUESTION: self._default_question, State.CONFIRM: self._default_confirm,
         }
         assert set(self._handlers) == set(State) and set(self._safe_defaults) == ASKING
 
@@ -261,8 +284,9 @@ class Coach:
             nxt = self.hold.next_due()
             if nxt is not None:
                 times.append(nxt)
-        if self.episode is not None and not self.episode.relief_done and self.state != State.PAUSED:
-            times.append(self.episode.started_at + RELIEF_LIMIT_S)
+        limit = self._relief_limit()
+        if limit is not None:
+            times.append(limit)
         return min(times) if times else None
 
     def time_left(self) -> float | None:
@@ -319,9 +343,14 @@ class Coach:
         if intent is None:
             self._not_understood()
             return
+        if self.episode is not None:
+            self.episode.silent_checkins = 0  # someone is there
         command = self._commands.get(intent)
+        anywhere = self._anywhere.get(intent)
         if command is not None:
             command()
+        elif anywhere is not None:
+            anywhere(heard.slots)
         elif not self._handlers[self.state](intent, heard.slots):
             self._not_understood()
 
@@ -340,10 +369,10 @@ class Coach:
             self._safe_default()
 
     def _on_speech_timing(self, timing: SpeechTiming) -> None:
-        """Start the hold when its instruction has really been said, not when estimated."""
+        """Start the hold when its last step has really been said, not when estimated."""
         hold = self.hold
         if self.state == State.HOLD and hold is not None and hold.untouched and not hold.paused \
-                and timing.key == self._routine().instruction.key:
+                and timing.key == self._hold_after:
             hold.started_at = timing.ends_at + self.settings.settle_seconds
 
     def _on_shutdown(self, event: Shutdown) -> None:
@@ -390,9 +419,8 @@ class Coach:
 
     def _on_tick(self) -> None:
         now = self.clock.now()
-        ep = self.episode
-        if ep is not None and not ep.relief_done and self.state != State.PAUSED \
-                and now >= ep.started_at + RELIEF_LIMIT_S:
+        limit = self._relief_limit()
+        if limit is not None and now >= limit:
             self._red_flag_in_relief("too_long")
             return
         if self.hold is None or self.state != State.HOLD:
@@ -415,6 +443,8 @@ class Coach:
     def _in_idle(self, intent: str, slots: dict[str, str]) -> bool:
         if intent == "cramp_start":
             self._begin_episode(slots)
+        elif intent == "pain":
+            self._ask_if_cramp(slots)
         elif intent == "diary_summary":
             self._diary_summary(slots.get("period", "week"))
         elif intent in ASK_INTENTS:
@@ -473,15 +503,25 @@ class Coach:
         said: list[Say] = []
         if intro is not None:
             said.append(self._line(intro, **(intro_fields or {})))
-        said.append(self._say(routine.instruction, {"foot": self._foot()}))
+        said += [self._say(step, {"foot": self._foot()}) for step in routine.all_steps]
         self._prompt_with(*said)
-        # The hold's clock starts once the instruction has been said and the person is in place.
-        starts = self.clock.now() + self._speech_seconds(*(s.text for s in said)) + self.settings.settle_seconds
-        duration = self.settings.hold_seconds or routine.hold_seconds
+        self._begin_hold(said, self.settings.hold_seconds or routine.hold_seconds, quiet_line=True)
+
+    def _begin_hold(self, said: list[Say], duration: float, quiet_line: bool) -> None:
+        """The hold of the current routine, starting once ``said`` has been said and the person is in place."""
+        routine = self._routine()
+        starts = self.clock.now() + self.settings.settle_seconds
+        if said:
+            starts += self._speech_seconds(*(s.text for s in said))
+        self._hold_after = said[-1].key if said else None
         entries: list[Entry[Cue | Phrases]] = [
             Entry(duration - cue.left, cue, droppable=cue.left != 0, merge_group="countdown")
-            for cue in self.content.countdown if cue.left < duration
+            for cue in routine.countdown or self.content.countdown if cue.left < duration
         ]
+        if not quiet_line:
+            self.hold = Hold(duration, starts, entries)
+            self._set_state(State.HOLD)
+            return
         # One quiet-moment line, if it fits before the first cue: the first-use disclaimer, else a tip.
         quiet = self._first_cue_offset(entries) - self.settings.during_offset
         candidates = [self.content.lines["relief.disclaimer"]] if self._disclaimer_due else []
@@ -510,35 +550,129 @@ class Coach:
     def _in_hold(self, intent: str, slots: dict[str, str]) -> bool:
         if intent == "ask_why":  # the countdown carries on
             self._answer(intent)
-            return True
-        if intent == "still_cramping":
+        elif intent == "still_cramping":
             self._line("relief.keep_holding")
-            return True
-        return self._relief_answer(intent)
-
-    def _in_checkin(self, intent: str, slots: dict[str, str]) -> bool:
-        if intent == "ask_why":
-            self._answer(intent)
-            return True
-        if intent in ("yes", "better"):
-            return self._relief_answer("better")
-        if intent in ("no", "still_cramping", "unsure"):
-            self._next_routine()
-            return True
-        return self._relief_answer(intent)
-
-    def _in_paused(self, intent: str, slots: dict[str, str]) -> bool:
-        return False  # only the global commands work while paused
-
-    def _relief_answer(self, intent: str) -> bool:
-        if intent == "better":
+        elif intent == "hold_longer":
+            self._hold_longer()
+        elif intent == "better":
             self._eased()
-        elif intent == "worse":
-            self._red_flag_in_relief("worse")
         else:
             return False
         return True
 
+    def _in_checkin(self, intent: str, slots: dict[str, str]) -> bool:
+        if intent == "ask_why":
+            self._answer(intent)
+        elif intent in ("yes", "better"):
+            self._eased()
+        elif intent in ("no", "still_cramping", "unsure"):
+            self._next_routine()
+        elif intent == "hold_longer":
+            self._hold_again()
+        else:
+            return False
+        return True
+
+    def _in_paused(self, intent: str, slots: dict[str, str]) -> bool:
+        """Answers while paused ("better") carry on where the pause was, then count there."""
+        if intent != "better" or self._paused_from is None:
+            return False
+        self._unpause()
+        return self._handlers[self.state](intent, slots)
+
+    def _unpause(self) -> State:
+        resumed, self._paused_from = self._paused_from or State.IDLE, None
+        if resumed == State.HOLD and self.hold is not None:
+            self.hold.resume(self.clock.now())
+        self._set_state(resumed)
+        return resumed
+
+    def _hold_longer(self) -> None:
+        """During a hold: the same stretch, counted down again with a little more time."""
+        hold = self.hold
+        assert hold is not None
+        left = hold.remaining(self.clock.now())
+        self._out.append(StopSpeaking())
+        self._prompt_with(self._line("relief.hold_longer"))
+        self._begin_hold([], left + HOLD_LONGER_S, quiet_line=False)
+
+    def _hold_again(self) -> None:
+        """At the check-in: back into the same stretch for another full hold."""
+        said = self._line("relief.hold_again")
+        self._prompt_with(said)
+        self._begin_hold([said], self.settings.hold_seconds or self._routine().hold_seconds, quiet_line=False)
+
+    def _on_worse(self, slots: dict[str, str]) -> None:
+        """It hurts more. During relief: ease off into something gentler; seek care only if it keeps
+        getting worse. Anywhere else it means the cramp is (back) on: relief at once."""
+        self._out.append(StopSpeaking())
+        if self.state == State.PAUSED:
+            self._unpause()
+        ep = self.episode
+        if ep is None:
+            self._begin_episode({**self._pending_slots, **slots})
+            return
+        if ep.relief_done:
+            self._restart_relief(slots)
+            return
+        ep.worse_count += 1
+        if ep.worse_count >= WORSE_LIMIT:
+            self._red_flag_in_relief("worse")
+            return
+        self.hold = None
+        self._line("relief.ease_off")
+        routine = self._routine()
+        if routine.gentler is None:
+            self._next_routine()
+            return
+        i = ep.routine_index
+        rest = tuple(r for r in ep.order[i + 1:] if r != routine.gentler)
+        ep.order = (*ep.order[:i + 1], routine.gentler, *rest)
+        gentler = self.content.routines[routine.gentler]
+        self._start_routine(i + 1, "relief.gentler", {"name": self.picker.pick(gentler.name)})
+
+    def _relief_limit(self) -> float | None:
+        """When a cramp not eased by then gets the seek-care advice; None while paused, in aftercare
+        (warmth or a walk is not a cramp going on) or outside relief."""
+        ep = self.episode
+        if ep is None or ep.relief_done or self.state == State.PAUSED or self._routine().aftercare:
+            return None
+        return ep.started_at + RELIEF_LIMIT_S
+
+    def _walked_away(self) -> None:
+        """Nobody answers (gone, or fine after warmth or a walk): a short, quiet close; not "gave up"."""
+        ep = self.episode
+        assert ep is not None
+        self.hold = None
+        ep.relief_done = True
+        self._record("outcome", result="no_answer")
+        self._line("relief.walked_away")
+        self._finish_episode(closing=False)
+
+    # ------------------------------------------------------------------ "Is it a cramp?"
+
+    def _ask_if_cramp(self, slots: dict[str, str]) -> None:
+        self._pending_slots = dict(slots)
+        self._prompt_with(self._line("relief.is_it_cramp"))
+        self._set_state(State.CONFIRM)
+
+    def _in_confirm(self, intent: str, slots: dict[str, str]) -> bool:
+        if intent in ("yes", "unsure", "pain", "cramp_start"):
+            self._begin_episode({**self._pending_slots, **slots})
+        elif intent in ("no", "better"):
+            self._back_to_idle("relief.not_a_cramp")
+        else:
+            return False
+        return True
+
+    def _default_confirm(self) -> None:
+        self._back_to_idle("relief.no_answer_idle")
+
+    def _back_to_idle(self, key: str) -> None:
+        self._pending_slots = {}
+        self._line(key)
+        self._prompt = []
+        self._set_state(State.IDLE)
     def _next_routine(self, intro: str = "relief.next_routine") -> None:
         ep = self.episode
         assert ep is not None
@@ -846,6 +980,14 @@ class Coach:
         self._safe_defaults[self.state]()
 
     def _default_checkin(self) -> None:
+        """Keep guiding; but silence twice in a row, after aftercare, or at the last routine is
+        someone who has walked away (or is fine): close quietly, never with seek-care advice."""
+        ep = self.episode
+        assert ep is not None
+        ep.silent_checkins += 1
+        if ep.silent_checkins >= 2 or self._routine().aftercare or ep.routine_index + 1 >= len(ep.order):
+            self._walked_away()
+            return
         self._line("relief.keep_guiding")
         self._next_routine()
 
@@ -894,13 +1036,10 @@ class Coach:
         if self.state != State.PAUSED:
             self._cmd_repeat()
             return
-        resumed, self._paused_from = self._paused_from or State.IDLE, None
         self._line("commands.resumed")
-        if resumed == State.HOLD and self.hold is not None:
-            self.hold.resume(self.clock.now())
-        else:
+        if self._paused_from != State.HOLD or self.hold is None:
             self._repeat_prompt()
-        self._set_state(resumed)
+        self._unpause()
 
     def _cmd_repeat(self) -> None:
         self._out.append(StopSpeaking())
@@ -917,6 +1056,8 @@ class Coach:
             self._out.append(say)
 
     def _cmd_next(self) -> None:
+        if self.state == State.PAUSED and self._paused_from is not None:
+            self._unpause()  # "next" while paused: carry on, with the next step
         if self.state in (State.HOLD, State.CHECKIN):
             self._out.append(StopSpeaking())
             self._next_routine()
@@ -928,6 +1069,8 @@ class Coach:
             self._cmd_help()
 
     def _cmd_back(self) -> None:
+        if self.state == State.PAUSED and self._paused_from is not None:
+            self._unpause()
         ep = self.episode
         if self.state in (State.HOLD, State.CHECKIN) and ep is not None:
             self._out.append(StopSpeaking())
