@@ -402,7 +402,8 @@ EXPECTED = {
     ("paused", "resume"): ("hold", "commands.resumed"),
     ("paused", "repeat"): ("paused", "routine.toe_pull.instruction"),
     # next and back carry on from the pause (issue 13: they used to be ignored while paused)
-    ("paused", "next"): ("hold", "routine.calf_stretch.instruction"), ("paused", "back"): ("hold", "relief.no_previous"),
+    ("paused", "next"): ("hold", "routine.calf_stretch.instruction"),
+    ("paused", "back"): ("hold", "relief.no_previous"),
     ("paused", "help"): ("paused", "help.paused"), ("paused", "time_left"): ("paused", "commands.time_left"),
     ("paused", "start_over"): ("hold", "routine.toe_pull.instruction"),
     ("confirm", "stop"): ("idle", "commands.stopped"), ("confirm", "pause"): ("paused", "commands.paused"),
@@ -656,3 +657,283 @@ def test_speaker_lost_says_nothing_and_back_apologises_and_asks_again() -> None:
     idle._apply(idle.coach.handle(DeviceLost("speaker")))
     idle._apply(idle.coach.handle(DeviceBack("speaker")))
     assert idle.keys(m) == []  # nothing was missed in idle
+
+
+# ---------------------------------------------------------------- relief as first aid (issue 13)
+
+
+def relief_keys(d: Driver, since: int = 0) -> list[str]:
+    return [k for k in d.keys(since) if k.startswith(("relief.", "routine.", "countdown."))]
+
+
+def test_a_bare_pain_word_gets_is_it_a_cramp_and_yes_starts_relief_at_once() -> None:
+    d = Driver()
+    m = d.mark()
+    d.hear("pain", "ow ow ow")
+    assert d.keys(m) == ["relief.is_it_cramp"] and d.state == "confirm"
+    assert not d.records("episode_start")  # nothing started yet: it may not be a cramp
+    assert d.coach.listening.silence_timeout == pytest.approx(8.0)
+    m = d.mark()
+    d.hear("yes")
+    assert d.keys(m)[:2] == ["relief.start", "routine.toe_pull.instruction"] and d.state == "hold"
+    assert len(d.records("episode_start")) == 1
+
+
+def test_pain_with_a_place_keeps_it_for_the_relief() -> None:
+    d = Driver()
+    d.hear("pain", "ouch my toes", location="toes")
+    d.hear("pain", "ow")  # another "ow" is a yes
+    assert d.state == "hold" and d.records("routine")[-1].data == {"name": "toe_spread"}
+    assert d.records("episode_start")[-1].data == {"side": None, "location": "toes"}
+
+
+@pytest.mark.parametrize("answer", ["no", "better"])
+def test_not_a_cramp_goes_back_to_idle_quietly(answer: str) -> None:
+    d = Driver()
+    d.hear("pain")
+    m = d.mark()
+    d.hear(answer)
+    assert d.keys(m) == ["relief.not_a_cramp"] and d.state == "idle"
+    assert not d.records() and d.coach.next_deadline() is None
+
+
+def test_silence_after_is_it_a_cramp_never_starts_a_routine_nor_loops() -> None:
+    d = Driver()
+    d.hear("pain")
+    assert said_keys(d.silence()) == ["relief.is_it_cramp_short"]
+    assert said_keys(d.silence()) == ["relief.is_it_cramp_shortest"]
+    assert said_keys(d.silence()) == ["relief.no_answer_idle"]
+    assert d.state == "idle" and not d.records()
+    assert d.silence() == []
+
+
+def test_a_clear_cramp_report_skips_the_question() -> None:
+    d = Driver()
+    m = d.mark()
+    d.hear("cramp_start", "it's cramping again")
+    assert "relief.is_it_cramp" not in d.keys(m) and d.state == "hold"
+
+
+def test_every_global_command_is_heard_in_idle_and_paused_hears_better_worse_next_back() -> None:
+    for name in ("stop", "repeat", "start_over", "pause"):
+        assert name in CONTEXTS["idle"]
+    for name in ("better", "worse", "next", "back"):
+        assert name in CONTEXTS["paused"]
+    assert "worse" in BARGE_IN_INTENTS  # heard over the coach's voice too
+    for state in ("hold", "checkin", "offer", "question", "paused", "confirm"):
+        assert "worse" in CONTEXTS[state], state
+
+
+def test_better_while_paused_ends_relief() -> None:
+    d = reach("paused")
+    m = d.mark()
+    d.hear("better")
+    assert d.keys(m)[0] == "relief.eased" and d.records("outcome")[-1].data == {"result": "better"}
+
+
+def test_worse_eases_off_into_a_gentler_routine_without_urgent_care() -> None:
+    d = Driver()
+    start_cramp(d)  # the toe pull
+    d.tick_until(d.coach.hold.started_at + 12.0)
+    m = d.mark()
+    out = d.hear("worse", "it's getting worse")
+    assert isinstance(out[0], StopSpeaking)  # it cuts the countdown or instruction at once
+    keys = d.keys(m)
+    assert keys[:2] == ["relief.ease_off", "relief.gentler"], keys
+    assert "red_flag" not in keys and not any(k.startswith("advice") for k in keys)
+    gentler = content().routines["toe_pull"].gentler
+    assert gentler == "arch_massage" and d.records("routine")[-1].data == {"name": gentler}
+    assert "massage" in d.said(m)[1].text and d.state == "hold" and not d.records("outcome")
+    # Still not easing afterwards: the usual order carries on (the gentler one is not repeated).
+    to_checkin(d)
+    d.hear("still_cramping")
+    assert d.records("routine")[-1].data == {"name": "calf_stretch"}
+
+
+def test_worse_while_paused_eases_off_too() -> None:
+    d = reach("paused")
+    m = d.mark()
+    d.hear("worse")
+    assert d.keys(m)[:2] == ["relief.ease_off", "relief.gentler"] and d.state == "hold"
+    assert d.coach.hold is not None and not d.coach.hold.paused
+
+
+def test_worse_after_relief_starts_relief_again() -> None:
+    d = Driver()
+    to_question(d)
+    d.hear("worse", "it's getting worse again")
+    assert d.state == "hold" and len(d.records("episode_start")) == 2
+    assert "red_flag" not in d.keys()
+
+
+def test_worse_in_idle_over_the_closing_line_starts_relief() -> None:
+    d = Driver()
+    out = d.hear("worse", "it's worse")  # heard through the barge-in grammar while the coach spoke
+    assert isinstance(out[0], StopSpeaking) and d.state == "hold"
+
+
+def test_relief_that_fails_for_ten_minutes_still_escalates() -> None:
+    d = Driver()
+    start_cramp(d)
+    d.hear("worse")  # once: eased off, no escalation yet
+    d.finish_hold()
+    d.hear("still_cramping")
+    m = d.mark()
+    d.tick_until(RELIEF_LIMIT_S + 0.5)
+    red = [s for s in d.said(m) if s.key == "red_flag"]
+    assert red and "ten minutes" in red[0].text and d.records("outcome")[-1].data == {"result": "gave_up"}
+
+
+def test_hold_longer_during_a_hold_adds_time_and_counts_down_again() -> None:
+    d = Driver()
+    start_cramp(d)
+    s = d.coach.hold.started_at
+    d.tick_until(s + 26.5)  # "five, four" said
+    m = d.mark()
+    d.hear("hold_longer", "can I hold it longer")
+    assert d.keys(m) == ["relief.hold_longer"] and d.state == "hold"
+    assert d.coach.time_left() == pytest.approx(3.5 + 15.0)
+    d.finish_hold()
+    cues = [(t, a.key) for t, a in d.log[m:] if isinstance(a, Say) and a.kind == "cue"]
+    assert cues[-1] == (pytest.approx(s + 26.5 + 18.5), "countdown.0")  # one release, at the new end
+    assert [k for _, k in cues].count("countdown.0") == 1 and d.state == "checkin"
+
+
+def test_hold_longer_at_the_check_in_repeats_the_hold() -> None:
+    d = Driver()
+    start_cramp(d)
+    to_checkin(d)
+    m = d.mark()
+    d.hear("hold_longer", "a bit longer")
+    assert d.keys(m) == ["relief.hold_again"] and d.state == "hold"
+    assert d.records("routine")[-1].data == {"name": "toe_pull"} and len(d.records("routine")) == 1
+    assert d.coach.time_left() == pytest.approx(30.0)
+    d.finish_hold()
+    assert d.state == "checkin" and d.keys()[-2:] == ["countdown.0", "relief.checkin"]
+    assert said_keys(d.hear("repeat")) == ["relief.checkin"]
+
+
+def test_the_check_in_offers_to_hold_longer() -> None:
+    assert all("longer" in o for o in content().lines["relief.checkin"].options)
+
+
+def test_someone_who_walks_away_gets_a_short_quiet_close_not_urgent_care() -> None:
+    d = Driver(diary=MemoryDiary())
+    start_cramp(d)
+    to_checkin(d)
+    for _ in range(3):
+        d.silence()
+    assert d.state == "hold"  # the first unanswered check-in: keep guiding
+    to_checkin(d)
+    m = d.mark()
+    for _ in range(3):
+        d.silence()
+    keys = d.keys(m)
+    assert keys[-1] == "relief.walked_away" and d.state == "idle" and d.ended()
+    assert "red_flag" not in d.keys() and "closing" not in keys
+    assert len(d.said(m)[-1].text.split()) <= 12
+    assert d.records("outcome")[-1].data == {"result": "no_answer"}  # not gave_up
+    assert d.coach.next_deadline() is None
+
+
+def test_an_answer_in_between_resets_the_walked_away_count() -> None:
+    d = Driver()
+    start_cramp(d)
+    to_checkin(d)
+    for _ in range(3):
+        d.silence()
+    d.hear("time_left")  # someone is there
+    to_checkin(d)
+    for _ in range(3):
+        d.silence()
+    assert d.state == "hold" and "relief.walked_away" not in d.keys()
+
+
+def aftercare_checkin(d: Driver) -> None:
+    order = content().order["default"]
+    assert content().routines[order[-1]].aftercare
+    start_cramp(d)
+    for _ in order[:-1]:
+        to_checkin(d)
+        d.hear("still_cramping")
+    assert d.records("routine")[-1].data == {"name": order[-1]}
+    to_checkin(d)
+
+
+def test_silence_after_warmth_or_walking_it_off_closes_quietly() -> None:
+    d = Driver()
+    aftercare_checkin(d)
+    m = d.mark()
+    for _ in range(3):
+        d.silence()
+    keys = d.keys(m)
+    assert keys[-1] == "relief.walked_away" and "red_flag" not in d.keys() and "relief.exhausted" not in keys
+    assert d.records("outcome")[-1].data == {"result": "no_answer"}
+
+
+def test_no_ten_minute_red_flag_while_walking_it_off() -> None:
+    d = Driver()
+    start_cramp(d)
+    order = content().order["default"]
+    for _ in order[:-1]:
+        to_checkin(d)
+        d.hear("still_cramping")
+    assert d.coach.next_deadline() is not None
+    m = d.mark()
+    d.tick_until(RELIEF_LIMIT_S + 60)  # long past ten minutes, during the aftercare
+    assert "red_flag" not in d.keys(m)
+
+
+def test_aftercare_ends_without_and_release() -> None:
+    d = Driver()
+    aftercare_checkin(d)
+    cues = [a for _, a in d.log if isinstance(a, Say) and a.kind == "cue"]
+    last = cues[-1]
+    assert last.key == "routine.warm_walk.countdown.0" and "release" not in last.text.lower()
+    for routine in content().routines.values():
+        if routine.aftercare:
+            assert not any("release" in o.lower() for c in routine.countdown for o in c.say.options)
+
+
+def test_heat_or_cold_is_offered() -> None:
+    text = " ".join(o for p in (content().lines["relief.aftercare"], *content().routines["warm_walk"].all_steps)
+                    for o in p.options).lower()
+    assert "warm" in text and "cold" in text
+
+
+def test_the_hold_starts_after_the_last_step() -> None:
+    d = Driver()
+    m = d.mark()
+    start_cramp(d)
+    steps = [s for s in d.said(m) if s.key.startswith("routine.toe_pull.")]
+    assert [s.key for s in steps] == [p.key for p in content().routines["toe_pull"].all_steps]
+    assert len(steps) >= 2
+    d._apply(d.coach.handle(SpeechTiming(steps[0].key, 9.0)))  # the first step's end does not start it
+    assert d.coach.hold.started_at != pytest.approx(9.0 + 1.5)
+    d._apply(d.coach.handle(SpeechTiming(steps[-1].key, 12.0)))
+    assert d.coach.hold.started_at == pytest.approx(12.0 + 1.5)
+    assert said_keys(d.hear("repeat"))[-1] == steps[-1].key  # repeat says every step again
+
+
+RELIEF_WORD_LIMIT = 20
+
+
+def relief_lines() -> list[tuple[str, str]]:
+    """Every phrasing said during relief, placeholders filled with their longest values."""
+    c = content()
+    name = max((o for r in c.routines.values() for o in r.name.options), key=len)
+    fill = {"foot": "your right foot", "name": name, "seconds": "25", "side": "right"}
+    phrases = [p for k, p in c.lines.items()
+               if k.startswith(("relief.", "commands.")) or k in ("help.hold", "help.checkin", "help.confirm",
+                                                                 "help.paused", "device.mic_lost")]
+    for r in c.routines.values():
+        phrases += [*r.all_steps, *(p for p in (r.during, r.after) if p), *(cue.say for cue in r.countdown)]
+    phrases += [cue.say for cue in c.countdown]
+    return [(p.key, o.format(**fill)) for p in phrases for o in p.options]
+
+
+def test_every_line_during_relief_is_short() -> None:
+    lines = relief_lines()
+    assert len(lines) > 60
+    long = [(k, len(t.split()), t) for k, t in lines if len(t.split()) > RELIEF_WORD_LIMIT]
+    assert not long, long

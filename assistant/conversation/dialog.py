@@ -510,9 +510,9 @@ class Coach:
     def _begin_hold(self, said: list[Say], duration: float, quiet_line: bool) -> None:
         """The hold of the current routine, starting once ``said`` has been said and the person is in place."""
         routine = self._routine()
-        starts = self.clock.now() + self.settings.settle_seconds
-        if said:
-            starts += self._speech_seconds(*(s.text for s in said))
+        starts = self.clock.now()
+        if said:  # after the lines, time to get into position (holding longer: they already are)
+            starts += self._speech_seconds(*(s.text for s in said)) + self.settings.settle_seconds
         self._hold_after = said[-1].key if said else None
         entries: list[Entry[Cue | Phrases]] = [
             Entry(duration - cue.left, cue, droppable=cue.left != 0, merge_group="countdown")
