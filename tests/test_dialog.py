@@ -750,6 +750,16 @@ def test_worse_eases_off_into_a_gentler_routine_without_urgent_care() -> None:
     assert d.records("routine")[-1].data == {"name": "calf_stretch"}
 
 
+def test_severe_pain_during_relief_gets_the_seek_care_advice_at_once() -> None:
+    match = content().intents.match("it's unbearable", CONTEXTS["hold"])
+    assert match is not None and match.intent == "worse" and match.slots == {"severity": "severe"}
+    d = Driver()
+    start_cramp(d)
+    m = d.mark()
+    d.hear("worse", "it's unbearable", severity="severe")
+    assert d.keys(m)[0] == "red_flag" and d.records("outcome")[-1].data == {"result": "worse"}
+
+
 def test_worse_while_paused_eases_off_too() -> None:
     d = reach("paused")
     m = d.mark()

@@ -604,7 +604,7 @@ class Coach:
 
     def _on_worse(self, slots: dict[str, str]) -> None:
         """It hurts more. During relief: ease off into something gentler; seek care only if it keeps
-        getting worse. Anywhere else it means the cramp is (back) on: relief at once."""
+        getting worse or is severe ("it's unbearable"). Anywhere else the cramp is (back) on: relief at once."""
         self._out.append(StopSpeaking())
         if self.state == State.PAUSED:
             self._unpause()
@@ -616,7 +616,7 @@ class Coach:
             self._restart_relief(slots)
             return
         ep.worse_count += 1
-        if ep.worse_count >= WORSE_LIMIT:
+        if ep.worse_count >= WORSE_LIMIT or slots.get("severity") == "severe":
             self._red_flag_in_relief("worse")
             return
         self.hold = None
