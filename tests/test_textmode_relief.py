@@ -7,6 +7,8 @@ from pathlib import Path
 
 from test_textmode import TextSession
 
+from assistant.diary.store import Diary
+
 
 def _events(s: TextSession) -> list[dict]:
     return [json.loads(line) for line in s.log_path.read_text().splitlines()]
@@ -60,3 +62,7 @@ def test_hold_longer_then_silence_after_walking_it_off_closes_quietly(tmp_path: 
     assert "red_flag" not in [e["key"] for e in says]
     assert not any("release" in e["text"].lower() for e in says if e["key"].startswith("routine.warm_walk"))
     assert events[-1]["type"] != "error"
+    diary = Diary(tmp_path / "data" / "diary.sqlite3")
+    (episode,) = diary.episodes()
+    assert episode.outcome == "no_answer" and episode.closed  # not "gave_up"
+    assert episode.routines[-1] == "warm_walk"

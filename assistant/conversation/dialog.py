@@ -610,7 +610,8 @@ class Coach:
             self._unpause()
         ep = self.episode
         if ep is None:
-            self._begin_episode({**self._pending_slots, **slots})
+            pending, self._pending_slots = self._pending_slots if self.state == State.CONFIRM else {}, {}
+            self._begin_episode({**pending, **slots})
             return
         if ep.relief_done:
             self._restart_relief(slots)
@@ -658,7 +659,8 @@ class Coach:
 
     def _in_confirm(self, intent: str, slots: dict[str, str]) -> bool:
         if intent in ("yes", "unsure", "pain", "cramp_start"):
-            self._begin_episode({**self._pending_slots, **slots})
+            pending, self._pending_slots = self._pending_slots, {}
+            self._begin_episode({**pending, **slots})
         elif intent in ("no", "better"):
             self._back_to_idle("relief.not_a_cramp")
         else:
