@@ -56,11 +56,12 @@ def test_a_red_calf_that_stays_means_seek_care_now_and_the_questions_can_stop() 
     assert "now" in spoken_texts(d, m) and "urgent care" in spoken_texts(d, m)
     assert d.state == "offer" and keys[-1] == "causes.carry_on"
     m = d.mark()
-    d.hear("no")  # stop the questions: the summary at once, the advice last, then goodbye
+    d.hear("no")  # stop the questions: the advice was the last thing said; goodbye
     keys = d.keys(m)
     assert d.state == "idle" and keys[-1] == "closing"
-    assert "red_flag" in keys and keys[-2].startswith("advice.now.")
-    assert not any(k.startswith("cause.") and k.endswith(".ask") for k in keys)
+    assert not any(k.startswith(("cause.", "summary.")) for k in keys)
+    again = said_keys(d.hear("repeat"))  # "what?" -- the advice again
+    assert again[0] == "red_flag" and again[-1].startswith("advice.now.")
 
 
 @pytest.mark.parametrize(("qid", "reason"), [("nerve", "numbness"), ("new_medication", "new_medication")])
@@ -91,7 +92,23 @@ def test_silence_after_a_red_flag_offer_gives_the_summary_not_more_questions() -
     assert said_keys(d.silence()) == ["causes.carry_on_short"]
     assert said_keys(d.silence()) == ["causes.offer_shortest"]
     keys = said_keys(d.silence())
-    assert keys[-1] == "closing" and "red_flag" in keys and d.state == "idle"
+    assert keys[-1] == "closing" and d.state == "idle"
+    assert said_keys(d.hear("repeat"))[0] == "red_flag"
+
+
+def test_a_summary_after_a_red_flag_ends_with_that_advice() -> None:
+    d = Driver()
+    to_question(d, "dehydration")
+    d.hear("yes")  # a cause first ...
+    while content().questions[d.coach.episode.question_index].id != "nerve":
+        d.hear("no")
+    d.hear("yes")  # ... then numbness
+    m = d.mark()
+    d.hear("no")  # stop the questions
+    keys = d.keys(m)
+    assert keys[0] == "summary.contributors" and keys[-1] == "closing"
+    flag = keys.index("red_flag")
+    assert all(k.startswith("advice.soon.") for k in keys[flag + 1:-1])
 
 
 def test_the_advice_does_not_contradict_itself() -> None:

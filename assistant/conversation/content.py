@@ -161,7 +161,9 @@ class Picker:
         options = phrases.options
         if len(options) > 1:
             options = tuple(o for o in options if o != self._last.get(phrases.key)) or options
-        choice = self.rng.choice(options)
+        # A single phrasing draws nothing, so a countdown cue merged away under load does not
+        # change every later choice: a seeded run says the same lines (docs/conversations.md).
+        choice = options[0] if len(options) == 1 else self.rng.choice(options)
         self._last[phrases.key] = choice
         return choice.format(**fields) if fields else choice
 

@@ -192,6 +192,10 @@ class _Episode:
     memory: dict[str, tuple[str, datetime]] | None = None
     """Remembered answers, read from the diary once per episode."""
     remembered_said: bool = False
+    flag_lines: list[Say] = field(default_factory=list)
+    """The red-flag advice last said for an answer (what "repeat" says if the questions stop there)."""
+    asked_since_flag: bool = True
+    """A question was asked after that advice (so the summary ends by repeating it)."""
 
 
 class Coach:
@@ -822,6 +826,7 @@ class Coach:
             self._offer("more")
             return
         ep.question_index = index
+        ep.asked_since_flag = True
         if not ep.asked or ep.asked[-1] != index:
             ep.asked.append(index)
         self._prompt_with(self._say(q.ask))
@@ -851,6 +856,7 @@ class Coach:
             self._record("remember", cause=q.id, answer=intent, slots=kept_slots)
         if intent == "yes" and q.red_flag:
             said = self._red_flag(q.red_flag)
+            ep.flag_lines, ep.asked_since_flag = said, False
             later = self.content.questions[ep.question_index + 1:]
             if any(self._applies(later_q) for later_q in later):  # they may rather stop and get help
                 if later and next(x for x in later if self._applies(x)).more:
@@ -866,6 +872,7 @@ class Coach:
         assert ep is not None
         yes = [q for q in self.content.questions if ep.answers.get(q.id) == "yes"]
         named = [q.contributor for q in yes if q.contributor]
+        stopped_at_flag = bool(ep.red_flags) and not ep.asked_since_flag
         said: list[Say] = []
         if named:
             said += self._contributor_lines(named)
@@ -873,15 +880,17 @@ class Coach:
             if tips:
                 said.append(self._line("summary.tips_intro"))
                 said += [self._say(tip) for tip in tips]
-        else:
+        elif not stopped_at_flag:  # (right after the red-flag advice "nothing stood out" would jar)
             said.append(self._line("summary.none"))
             said.append(self._line("advice.see_professional"))
             ep.advised = True
         if any(q.see_professional for q in yes):
             said += self._grade_lines("next_visit")
             ep.advised = True
-        if ep.red_flags:  # repeated at the end so it is the last thing heard
+        if ep.red_flags and said:  # repeated at the end so it is the last thing heard
             said += self._red_flag_recap(ep.red_flags)
+        elif ep.red_flags:  # the questions stopped at the advice: it was the last thing said
+            said = list(ep.flag_lines)
         self._finish_episode()
         self._prompt = said  # "repeat" in idle replays the summary
 
