@@ -11,6 +11,7 @@ from assistant.conversation.dialog import (
     BARGE_IN_INTENTS,
     CONTEXTS,
     GLOBAL_INTENTS,
+    IDLE_AFTER_ANSWER,
     PUBLIC_INTENTS,
     RELIEF_LIMIT_S,
     State,
@@ -432,7 +433,8 @@ def test_global_command(state: str, command: str) -> None:
     if command in ("stop", "pause"):
         assert isinstance(actions[0], StopSpeaking)  # barge-in cuts speech first
     listens = [a for a in actions if isinstance(a, Listen)]
-    assert d.coach.listening.intents == CONTEXTS[after]
+    fresh_answer = after == "idle" and d.coach._prompt  # "repeat" is heard just after an answer
+    assert d.coach.listening.intents == CONTEXTS[after] + (IDLE_AFTER_ANSWER if fresh_answer else ())
     if after != state:
         assert listens and listens[-1].context == after
 
@@ -488,8 +490,10 @@ def test_each_state_exposes_its_listening_context() -> None:
         assert d.coach.listening.intents == CONTEXTS[state]
     # Idle hears kitchen talk all day: no bare answer words there (they would be false triggers).
     assert not {"yes", "no", "unsure", "skip", "better", "worse", "still_cramping"} & set(CONTEXTS["idle"])
-    for state in STATES:  # the README's promise: the global commands work in every state
+    for state in STATES[1:]:  # the README's promise: the global commands work in every state
         assert set(GLOBAL_INTENTS) <= set(CONTEXTS[state]), state
+    # ... and in idle those that mean something there (repeat: test_repeat_is_heard_in_idle_...)
+    assert {"stop", "pause", "start_over", "help"} <= set(CONTEXTS["idle"])
 
 
 def test_every_context_intent_exists_in_the_intents_file() -> None:
@@ -715,7 +719,7 @@ def test_a_clear_cramp_report_skips_the_question() -> None:
 
 
 def test_every_global_command_is_heard_in_idle_and_paused_hears_better_worse_next_back() -> None:
-    for name in ("stop", "repeat", "start_over", "pause"):
+    for name in ("stop", "start_over", "pause", "help"):
         assert name in CONTEXTS["idle"]
     for name in ("better", "worse", "next", "back"):
         assert name in CONTEXTS["paused"]
@@ -947,3 +951,22 @@ def test_every_line_during_relief_is_short() -> None:
     assert len(lines) > 60
     long = [(k, len(t.split()), t) for k, t in lines if len(t.split()) > RELIEF_WORD_LIMIT]
     assert not long, long
+
+
+def test_repeat_is_heard_in_idle_just_after_an_answer() -> None:
+    now = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)
+    d = Driver(diary=MemoryDiary([now - timedelta(days=1)]), now=lambda: now)
+    assert "repeat" not in d.coach.listening.intents  # nothing to repeat: idle stays small
+    d.hear("diary_summary", period="week")
+    assert d.coach.listening.context == "idle" and "repeat" in d.coach.listening.intents
+    assert isinstance(d.log[-1][1], Listen)
+    d.clock.advance(10.0)
+    assert said_keys(d.hear("repeat", "say that again")) == ["diary.count_week_one"]
+    d.tick_until(d.clock.now() + 25.0)  # the window runs from the answer, not from the repeat
+    assert "repeat" not in d.coach.listening.intents and d.coach.listening.intents == CONTEXTS["idle"]
+    assert d.coach.next_deadline() is None
+    d.hear("diary_summary", period="week")  # a new answer opens it again
+    assert "repeat" in d.coach.listening.intents
+    d.hear("pain")
+    d.hear("no")  # back to idle with nothing new to repeat
+    assert d.coach.listening.intents == CONTEXTS["idle"]

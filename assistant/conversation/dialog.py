@@ -73,7 +73,9 @@ ASK_INTENTS: dict[str, str] = {"ask_causes": "causes", "ask_prevention": "preven
 # The intents each listening context accepts, in priority order (first wins on ties).
 # Keyed by State, which is a str: ``CONTEXTS["idle"]`` works too.
 CONTEXTS: dict[str, tuple[str, ...]] = {
-    State.IDLE: ("cramp_start", "pain", "diary_summary", *ASK_INTENTS, *GLOBAL_INTENTS),
+    # Idle hears kitchen talk all day: besides reports and questions, only the commands that mean
+    # something there ("repeat" too, just after an answer: IDLE_AFTER_ANSWER).
+    State.IDLE: ("cramp_start", "pain", "diary_summary", *ASK_INTENTS, "help", "stop", "pause", "start_over"),
     State.HOLD: ("better", "worse", "still_cramping", "hold_longer", *GLOBAL_INTENTS, "ask_why"),
     State.CHECKIN: ("better", "still_cramping", "worse", "hold_longer", "yes", "no", "unsure", *GLOBAL_INTENTS,
                     "ask_why"),
@@ -83,6 +85,11 @@ CONTEXTS: dict[str, tuple[str, ...]] = {
                    "better", "worse"),
     State.CONFIRM: ("cramp_start", "yes", "no", "unsure", "pain", "worse", "better", *GLOBAL_INTENTS),
 }
+IDLE_AFTER_ANSWER = ("repeat",)
+"""Added to the idle context for IDLE_REPEAT_WINDOW_S after the coach has said something there
+that "say that again" can repeat (an answer, the diary count). Not always: on real speech in idle,
+"could you pass me the salt" and "did you feed the dog" were heard as "could you say that again"."""
+IDLE_REPEAT_WINDOW_S = 30.0
 # While the coach is talking it only listens for these (barge-in): "worse" too, so a stretch
 # that hurts more is heard over the coach's voice.
 BARGE_IN_INTENTS = ("stop", "pause", "repeat", "worse")
@@ -232,6 +239,9 @@ class Coach:
         """Devices reported lost (:class:`DeviceLost`) and not back yet."""
         self._pending_slots: dict[str, str] = {}
         """Slots heard with a bare pain word, kept while asking "Is it a cramp?"."""
+        self._repeat_until: float | None = None
+        """Idle: until when "repeat" is heard (something was just answered); None: nothing to repeat."""
+        self._repeat_for: list[Say] | None = None
         self._hold_after: str | None = None
         """Key of the line the hold starts after (its real end moves the start: SpeechTiming)."""
         # Explicit dispatch tables: every intent and state maps to one method, checked here.
@@ -291,6 +301,8 @@ class Coach:
         limit = self._relief_limit()
         if limit is not None:
             times.append(limit)
+        if self.state == State.IDLE and self._repeat_until is not None:
+            times.append(self._repeat_until)
         return min(times) if times else None
 
     def time_left(self) -> float | None:
@@ -327,8 +339,21 @@ class Coach:
         self._out.append(self.listening)
 
     def _flush(self) -> list[Action]:
+        if self.state == State.IDLE:
+            self._idle_listening()
         out, self._out = self._out, []
         return out
+
+    def _idle_listening(self) -> None:
+        """Idle listens for "repeat" only while there is a fresh answer to repeat."""
+        if not self._prompt:
+            self._repeat_until = self._repeat_for = None
+        elif self._prompt is not self._repeat_for:
+            self._repeat_until, self._repeat_for = self.clock.now() + IDLE_REPEAT_WINDOW_S, self._prompt
+        wanted = CONTEXTS[State.IDLE] + (IDLE_AFTER_ANSWER if self._repeat_until is not None else ())
+        if self.listening.intents != wanted:
+            self.listening = Listen(State.IDLE.value, wanted)
+            self._out.append(self.listening)
 
     def _foot(self) -> str:
         side = self.episode.side if self.episode else None
@@ -423,6 +448,8 @@ class Coach:
 
     def _on_tick(self) -> None:
         now = self.clock.now()
+        if self.state == State.IDLE and self._repeat_until is not None and now >= self._repeat_until:
+            self._prompt = []  # too long ago to "say that again": idle narrows again (_flush)
         limit = self._relief_limit()
         if limit is not None and now >= limit:
             self._red_flag_in_relief("too_long")
