@@ -212,3 +212,15 @@ def test_unsure_or_skipped_stable_answers_are_not_remembered(tmp_path: Path) -> 
     assert set(kitchen.diary.remembered()) == {"aging"}
     again, _ = _interview(kitchen, MONDAY + timedelta(days=1), {})
     assert {"medication", "pregnancy", "neurological"} <= set(again) and "aging" not in again
+
+
+def test_forget_my_answers_by_voice(tmp_path: Path) -> None:
+    kitchen = Kitchen(tmp_path / "diary.sqlite3")
+    _interview(kitchen, MONDAY, {"medication": ("no", {})})
+    assert "medication" in kitchen.diary.remembered()
+    said = [a for a in kitchen.feed(Heard("forget_answers")) if isinstance(a, Say)]
+    assert _keys(said) == ["causes.forgotten"]
+    assert kitchen.diary.remembered() == {}
+    again, _ = _interview(kitchen, MONDAY + timedelta(minutes=30), {})
+    assert "medication" in again
+    assert load_content().intents.match("forget my answers").intent == "forget_answers"  # type: ignore[union-attr]

@@ -75,7 +75,8 @@ ASK_INTENTS: dict[str, str] = {"ask_causes": "causes", "ask_prevention": "preven
 CONTEXTS: dict[str, tuple[str, ...]] = {
     # Idle hears kitchen talk all day: besides reports and questions, only the commands that mean
     # something there ("repeat" too, just after an answer: IDLE_AFTER_ANSWER).
-    State.IDLE: ("cramp_start", "pain", "diary_summary", *ASK_INTENTS, "help", "stop", "pause", "start_over"),
+    State.IDLE: ("cramp_start", "pain", "diary_summary", *ASK_INTENTS, "forget_answers", "help", "stop", "pause",
+                 "start_over"),
     State.HOLD: ("better", "worse", "still_cramping", "hold_longer", *GLOBAL_INTENTS, "ask_why"),
     State.CHECKIN: ("better", "still_cramping", "worse", "hold_longer", "yes", "no", "unsure", *GLOBAL_INTENTS,
                     "ask_why"),
@@ -480,6 +481,9 @@ class Coach:
             self._diary_summary(slots.get("period", "week"))
         elif intent in ASK_INTENTS:
             self._answer(intent)
+        elif intent == "forget_answers":  # the spoken twin of 'cramp-coach diary --forget-answers'
+            self._record("forget_remembered")
+            self._prompt_with(self._line("causes.forgotten"))
         else:
             return False
         return True
