@@ -145,6 +145,10 @@ def test_never_stop_a_medicine_no_doses_no_diagnosis() -> None:
 
 def test_red_flag_and_advice_lines_are_short() -> None:
     c = content()
+    for q in c.questions:  # the questions and tips too
+        for phrases in (q.ask, q.short, q.tip):
+            for text in phrases.options if phrases else ():
+                assert words(text) <= SUMMARY_LINE_WORDS, text
     for lines in (*c.advice.values(), *c.answers.values(), *c.why.values()):
         for phrases in lines:
             for text in phrases.options:
@@ -260,12 +264,26 @@ def test_the_summary_comes_in_short_lines() -> None:
     assert len(summary) > 8  # every cause said yes: a long summary...
     for s in said:
         assert words(s.text) <= SUMMARY_LINE_WORDS, s  # ... in short lines
+    keys = [s.key for s in said]  # when to get help, whatever the causes (a known condition: at the next visit)
+    assert "advice.next_visit.1" in keys and "advice.see_professional" not in keys
     contributors = [s for s in said if s.key in ("summary.contributors", "summary.more_causes")]
     assert len(contributors) >= 2
     joined = " ".join(s.text for s in contributors)
     for q in content().questions:
         if q.contributor and not q.red_flag:
             assert q.contributor in joined
+
+
+def test_a_summary_with_causes_still_says_when_to_see_a_professional() -> None:
+    d = Driver()
+    to_question(d, "dehydration")
+    d.hear("yes")
+    while d.state == "question":
+        d.hear("no")
+    m = d.mark()
+    d.hear("no")  # no more questions
+    keys = d.keys(m)
+    assert keys[0] == "summary.contributors" and keys[-2:] == ["advice.see_professional", "closing"]
 
 
 def test_repeat_replays_the_summary() -> None:

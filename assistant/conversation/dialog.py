@@ -918,6 +918,8 @@ class Coach:
         if any(q.see_professional for q in yes):
             said += self._grade_lines("next_visit")
             ep.advised = True
+        elif named and not ep.red_flags:  # the article's when-to-see-a-professional reaches everyone
+            said.append(self._line("advice.see_professional"))
         if ep.red_flags and said:  # repeated at the end so it is the last thing heard
             said += self._red_flag_recap(ep.red_flags)
         elif ep.red_flags:  # the questions stopped at the advice: it was the last thing said
