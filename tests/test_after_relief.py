@@ -344,3 +344,36 @@ def test_stable_answers_are_sent_to_be_remembered_and_others_are_not() -> None:
     stable = {q.id for q in content().questions if q.remember_days}
     assert set(remembered) == stable and set(remembered.values()) == {"no"}
     assert {"medication", "pregnancy", "aging"} <= stable
+
+
+# ------------------------------------------------------------------ the data behind it, checked at start-up
+
+
+@pytest.mark.parametrize(("name", "old", "new", "words_in_message"), [
+    ("answers.yaml", "  calf_stretch:\n", "  calf_strech:\n", "no routine named 'calf_strech'"),
+    ("answers.yaml", "\ndeclined:\n", "\ndeclind:\n", "unknown key 'declind'"),
+    ("advice.yaml", "  soon: [numbness, new_medication]", "  soon: [numbness]", "say how urgent new_medication"),
+    ("advice.yaml", "  now: [worse,", "  now: [worse, numbness,", "'numbness' is in two grades"),
+    ("advice.yaml", "  next_visit:\n", "  next_visits:\n", "unknown key 'next_visits'"),
+    ("causes.yaml", "    red_flag: numbness\n", "    red_flag: numbness\n    remember_days: 30\n",
+     "asked every episode"),
+    ("causes.yaml", "  - id: nerve\n", "  - id: nerve\n    more: true\n", "must all come before"),
+    ("causes.yaml", "    remember_days: 90\n", "    remember_days: forever\n", "remember_days must be a whole"),
+])
+def test_a_mistake_in_the_after_relief_data_names_file_and_line(tmp_path, name, old, new, words_in_message) -> None:
+    import shutil
+
+    from assistant.conversation.content import load_content
+    from assistant.conversation.datafile import DataFileError
+    from assistant.paths import prompts_dir
+
+    target = tmp_path / "prompts"
+    shutil.copytree(prompts_dir(), target)
+    path = target / name
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(DataFileError) as info:
+        load_content(target)
+    assert str(info.value).startswith(f"{path}:") and info.value.line, str(info.value)
+    assert words_in_message in str(info.value)
