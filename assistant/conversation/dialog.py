@@ -553,15 +553,11 @@ class Coach:
             Entry(duration - cue.left, cue, droppable=cue.left != 0, merge_group="countdown")
             for cue in routine.countdown or self.content.countdown if cue.left < duration
         ]
-        if not quiet_line:
-            self.hold = Hold(duration, starts, entries)
-            self._set_state(State.HOLD)
-            return
         # One quiet-moment line, if it fits before the first cue: the first-use disclaimer, else a tip.
         quiet = self._first_cue_offset(entries) - self.settings.during_offset
         candidates = [self.content.lines["relief.disclaimer"]] if self._disclaimer_due else []
         candidates += [routine.during] if routine.during is not None else []
-        for extra in candidates:
+        for extra in candidates if quiet_line else []:
             if quiet >= self._speech_seconds(max(extra.options, key=len)) + 1.0:
                 entries.append(Entry(self.settings.during_offset, extra))
                 break
