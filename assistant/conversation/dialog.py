@@ -706,6 +706,7 @@ class Coach:
         self._line(key)
         self._prompt = []
         self._set_state(State.IDLE)
+
     def _next_routine(self, intro: str = "relief.next_routine") -> None:
         ep = self.episode
         assert ep is not None
