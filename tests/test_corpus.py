@@ -151,3 +151,33 @@ def test_text_kitchen_talk_wakes_nothing(tmp_path: Path) -> None:
     assert [e["intent"] for e in heard][:5] == [None, None, None, None, "cramp_start"]
     woke = events.index(heard[4])
     assert not [e for e in events[:woke] if e["type"] == "say"]  # not a word to the kitchen talk
+
+
+def test_text_a_bare_pain_word_gets_a_short_question(tmp_path: Path) -> None:
+    s = TextSession(tmp_path)
+    s.expect("Ctrl-D")
+    s.type("ow ow ow")
+    s.expect("Is it a cramp?")        # not silence, not a whole routine
+    s.type("yes it is")
+    s.expect("toes")                  # then relief at once
+    s.type("stop")
+    assert s.close() == 0
+    assert [e["intent"] for e in _heard(s)][:2] == ["pain", "yes"]
+
+
+def test_text_on_demand_questions_in_idle(tmp_path: Path) -> None:
+    s = TextSession(tmp_path)
+    s.expect("Ctrl-D")
+    s.type("what causes foot cramps?")
+    s.expect("tired muscles")         # the article's answer, in short lines
+    s.type("how can I prevent them")
+    s.expect("Drink water")
+    s.type("when should I see a doctor")
+    s.expect("swollen")
+    s.type("what's this for")         # kitchen talk: no answer about stretches
+    s.type("cramp")
+    s.expect("toes")
+    s.type("stop")
+    assert s.close() == 0
+    assert [e["intent"] for e in _heard(s)][:5] == ["ask_causes", "ask_prevention", "ask_see_doctor", None,
+                                                     "cramp_start"]
