@@ -712,6 +712,12 @@ def test_silence_after_is_it_a_cramp_never_starts_a_routine_nor_loops() -> None:
 
 
 def test_a_clear_cramp_report_skips_the_question() -> None:
+    for text in ("it's cramping again", "my foot's cramping", "another cramp"):
+        match = content().intents.match(text, CONTEXTS["idle"])
+        assert match is not None and match.intent == "cramp_start", text
+    for text in ("ow ow ow", "ouch", "my foot"):
+        match = content().intents.match(text, CONTEXTS["idle"])
+        assert match is not None and match.intent == "pain", text
     d = Driver()
     m = d.mark()
     d.hear("cramp_start", "it's cramping again")
