@@ -99,6 +99,19 @@ def test_each_state_understands_what_people_say(name: str, intents: IntentSet) -
     assert not misses, f"{len(misses)} of {len(CASES[name])} misheard:\n" + "\n".join(misses)
 
 
+def test_no_filler_wakes_the_idle_coach(intents: IntentSet) -> None:
+    """Idle hears a kitchen all day: no common word, nor any two of them, is a command there.
+
+    The words are the recognizer's garbage loop (the most frequent words of spoken English),
+    so this also keeps them free for rejecting chatter."""
+    from assistant.speech_in.grammar import GARBAGE_WORDS
+
+    words = GARBAGE_WORDS[:40]
+    said = [*words, *(f"{a} {b}" for a in words for b in words)]
+    woke = [(text, m.intent) for text in said if (m := intents.match(text, CONTEXTS["idle"]))]
+    assert not woke, woke
+
+
 # ------------------------------------------------------------------ end to end through ``cramp-coach --text``
 
 
