@@ -126,12 +126,15 @@ class _Run:
     def wait_for(self, state: str, heard: int) -> None:
         """Until ``heard`` lines were taken in, the coach listens in ``state`` and has stopped talking."""
         deadline = time.monotonic() + STEP_TIMEOUT_S
+        seen: float | None = None  # when the reply was first seen in the log (its lines may still be in the pipe)
         while time.monotonic() < deadline:
             rows = self._rows()
             heard_at = [i for i, r in enumerate(rows) if r.get("type") == "heard"]
             since = heard_at[heard - 1] if heard and len(heard_at) >= heard else (0 if not heard else len(rows))
             listens = [r for r in rows[since:] if r.get("type") == "listen"]  # the reply to the last line typed
-            if listens and listens[-1].get("context") == state and time.monotonic() - self.last_output >= QUIET_S:
+            ready = bool(listens) and listens[-1].get("context") == state
+            seen = (seen or time.monotonic()) if ready else None
+            if seen is not None and time.monotonic() - max(self.last_output, seen) >= QUIET_S:
                 self._drain()
                 return
             if self.proc.poll() is not None:
