@@ -152,19 +152,30 @@ class Content:
 
 
 class Picker:
-    """Chooses a phrasing at random, never the same one twice in a row for a key."""
+    """Chooses a phrasing at random, never the same one twice in a row for a key.
+
+    Each key draws from its own stream (seeded from ``rng`` once), so how often one line is
+    said -- a countdown cue merged away under load, say -- does not change the choices for
+    the others: a seeded run says the same lines (docs/conversations.md relies on it).
+    """
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self.rng = rng or random.Random()
+        self._base = self.rng.getrandbits(64)
+        self._streams: dict[str, random.Random] = {}
         self._last: dict[str, str] = {}
 
     def pick(self, phrases: Phrases, **fields: object) -> str:
         options = phrases.options
         if len(options) > 1:
             options = tuple(o for o in options if o != self._last.get(phrases.key)) or options
-        # A single phrasing draws nothing, so a countdown cue merged away under load does not
-        # change every later choice: a seeded run says the same lines (docs/conversations.md).
-        choice = options[0] if len(options) == 1 else self.rng.choice(options)
+        if len(options) == 1:
+            choice = options[0]
+        else:
+            stream = self._streams.get(phrases.key)
+            if stream is None:
+                stream = self._streams[phrases.key] = random.Random(f"{self._base}:{phrases.key}")
+            choice = stream.choice(options)
         self._last[phrases.key] = choice
         return choice.format(**fields) if fields else choice
 
