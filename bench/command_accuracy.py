@@ -71,7 +71,7 @@ class Outcome:
 
 
 def intents_under_test(intent_set: Any) -> list[str]:
-    from assistant.conversation.intents import PUBLIC_INTENTS
+    from assistant.conversation.dialog import PUBLIC_INTENTS
 
     names = [n for n in PUBLIC_INTENTS if n in intent_set.intents.intents]
     return names + [n for n in ("still_cramping",) if n in intent_set.intents.intents and n not in names]

@@ -70,7 +70,8 @@ RESULT_TIMEOUT = 30.0
 
 # What the person says, by purpose, with the listening context it is meant for.
 PHRASES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "cramp": ("idle", ("my foot is cramping", "my left calf is cramping", "charley horse", "ouch my right foot")),
+    "cramp": ("idle", ("my foot is cramping", "my left calf is cramping", "charley horse",
+                       "my right foot is cramping")),  # "ouch my right foot" alone asks "Is it a cramp?" now
     "diary": ("idle", ("how many cramps have i had this week",)),
     "time_left": ("hold", ("how long is left",)),
     "pause": ("hold", ("pause", "wait")),

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.conversation.dialog import CONTEXTS
-from assistant.conversation.intents import PUBLIC_INTENTS, IntentSet
+from assistant.conversation.dialog import CONTEXTS, PUBLIC_INTENTS
+from assistant.conversation.intents import IntentSet
 from assistant.testing import speechgen
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from dialog_driver import Driver, MemoryDiary, content, said_keys
 
-from assistant.conversation.dialog import CONTEXTS, GLOBAL_INTENTS, RELIEF_LIMIT_S
+from assistant.conversation.dialog import (
+    BARGE_IN_INTENTS,
+    CONTEXTS,
+    GLOBAL_INTENTS,
+    IDLE_AFTER_ANSWER,
+    PUBLIC_INTENTS,
+    RELIEF_LIMIT_S,
+    State,
+)
 from assistant.conversation.events import (
     DeviceBack,
     DeviceLost,
@@ -16,6 +24,7 @@ from assistant.conversation.events import (
     Say,
     Shutdown,
     SpeechTiming,
+    StateChanged,
     StopSpeaking,
 )
 
@@ -74,35 +83,42 @@ def test_whole_conversation_two_routines_then_all_questions_then_summary() -> No
         "pregnancy": ("no", {}), "neurological": ("unsure", {}), "aging": ("skip", {}),
     }
     asked = []
-    while d.state == "question":
+    offers = []
+    while d.state in ("question", "offer"):
+        if d.state == "offer":  # after the first few: "want a few more questions?" -- yes
+            offers.append(d.said()[-1].key)
+            d.hear("yes")
+            continue
         q = content().questions[d.coach.episode.question_index]
         asked.append(q.id)
         intent, slots = answers[q.id]
         m = d.mark()
         d.hear(intent, **slots)
     assert asked == [q.id for q in content().questions]  # every cause, in order, one at a time
+    assert offers == ["causes.more"]
     summary = d.said(m)
     keys = [s.key for s in summary]
-    contributors = next(s.text for s in summary if s.key == "summary.contributors")
+    contributors = " ".join(s.text for s in summary if s.key in ("summary.contributors", "summary.more_causes"))
     for word in ("not drinking enough", "your shoes", "exercise without a warm-up", "a medicine you take"):
         assert word in contributors
     assert "getting older" not in contributors and "pregnancy" not in contributors
     tips = [k for k in keys if k.endswith(".tip")]
-    assert tips == ["cause.dehydration.tip", "cause.footwear.tip", "cause.warm_up.tip", "cause.medication.tip"]
+    assert tips == ["cause.dehydration.tip", "cause.footwear.tip", "cause.medication.tip", "cause.warm_up.tip"]
     medication_tip = next(s.text for s in summary if s.key == "cause.medication.tip")
     assert "don't stop" in medication_tip
     assert "red_flag" not in keys
     assert keys[-1] == "closing" and d.state == "idle" and d.ended()
     recorded = {r.data["cause"]: r.data["answer"] for r in d.records("answer")}
     assert recorded["minerals"] == "unsure" and recorded["muscle_imbalance"] == "skip"
-    assert d.records("answer")[9].data["slots"] == {"medication": "diuretic"}
+    assert next(r for r in d.records("answer") if r.data["cause"] == "medication").data["slots"] == {
+        "medication": "diuretic"}
     assert d.records("episode_end")[0].data["duration_s"] > 60
 
 
 def test_no_obvious_cause_gives_see_a_professional() -> None:
     d = Driver()
     to_question(d)
-    while d.state == "question":
+    while d.state in ("question", "offer"):  # "no" to every question, and to "a few more?"
         m = d.mark()
         d.hear("no")
     assert "summary.none" in d.keys(m) and "advice.see_professional" in d.keys(m)
@@ -131,17 +147,27 @@ def test_red_flag_answer_leads_to_seek_care_advice(question: str, reason: str) -
     said = d.said(m)
     assert said[0].key == "red_flag"
     assert content().red_flag_reasons[reason].options[0] in said[0].text
-    assert "medical" in said[0].text
-    while d.state == "question":
+    grade = content().grades[reason]  # then what to do, in short lines
+    assert [s.key for s in said[1:]][:len(content().advice[grade])] == [
+        f"advice.{grade}.{i + 1}" for i in range(len(content().advice[grade]))]
+    assert "medical" in " ".join(s.text for s in said)
+    assert d.state == "offer" and said[-1].key == "causes.carry_on"  # they may rather stop here
+    d.hear("yes")
+    while d.state in ("question", "offer"):
         m = d.mark()
-        d.hear("skip")
+        d.hear("skip" if d.state == "question" else "no")
     # ... and it is repeated as the last advice before the goodbye.
-    assert d.keys(m)[-2:] == ["red_flag", "closing"]
+    keys = d.keys(m)
+    assert keys[-1] == "closing"
+    last = len(keys) - 1 - keys[::-1].index("red_flag")
+    assert all(k.startswith(f"advice.{grade}.") for k in keys[last + 1:-1]) and len(keys) - last > 2
 
 
-def test_worse_during_a_hold_gives_red_flag_and_ends() -> None:
+def test_worse_twice_during_relief_gives_red_flag_and_ends() -> None:
     d = Driver()
     start_cramp(d)
+    d.hear("worse")  # the first "worse" eases off into something gentler (test_worse_eases_off_...)
+    assert d.state == "hold" and "red_flag" not in d.keys()
     m = d.mark()
     d.hear("worse")
     said = d.said(m)
@@ -196,7 +222,8 @@ def test_silence_ladder_in_checkin_keeps_guiding() -> None:
     assert said_keys(d.silence()) == ["relief.checkin_short"]
     assert said_keys(d.silence()) == ["relief.checkin_shortest"]
     third = said_keys(d.silence())
-    assert third[0] == "relief.keep_guiding" and third[-1].endswith(".instruction")
+    assert third[0] == "relief.keep_guiding" and "routine.calf_stretch.instruction" in third
+    assert third[-1] == content().routines["calf_stretch"].all_steps[-1].key  # all its steps, then the hold
     assert d.state == "hold"  # keeps guiding the next stretch, not a dead end
 
 
@@ -315,7 +342,7 @@ def test_hold_starts_after_the_instruction_has_been_said() -> None:
 
 # ---------------------------------------------------------------- global commands in every state
 
-STATES = ("idle", "hold", "checkin", "offer", "question", "paused")
+STATES = ("idle", "hold", "checkin", "offer", "question", "paused", "confirm")
 
 
 def reach(state: str) -> Driver:
@@ -333,6 +360,8 @@ def reach(state: str) -> Driver:
     elif state == "paused":
         start_cramp(d)
         d.hear("pause")
+    elif state == "confirm":
+        d.hear("pain")
     assert d.state == state
     return d
 
@@ -373,9 +402,16 @@ EXPECTED = {
     ("paused", "stop"): ("idle", "commands.stopped"), ("paused", "pause"): ("paused", None),
     ("paused", "resume"): ("hold", "commands.resumed"),
     ("paused", "repeat"): ("paused", "routine.toe_pull.instruction"),
-    ("paused", "next"): ("paused", "help.paused"), ("paused", "back"): ("paused", "help.paused"),
+    # next and back carry on from the pause (issue 13: they used to be ignored while paused)
+    ("paused", "next"): ("hold", "routine.calf_stretch.instruction"),
+    ("paused", "back"): ("hold", "relief.no_previous"),
     ("paused", "help"): ("paused", "help.paused"), ("paused", "time_left"): ("paused", "commands.time_left"),
     ("paused", "start_over"): ("hold", "routine.toe_pull.instruction"),
+    ("confirm", "stop"): ("idle", "commands.stopped"), ("confirm", "pause"): ("paused", "commands.paused"),
+    ("confirm", "resume"): ("confirm", "relief.is_it_cramp"), ("confirm", "repeat"): ("confirm", "relief.is_it_cramp"),
+    ("confirm", "next"): ("confirm", "help.confirm"), ("confirm", "back"): ("confirm", "help.confirm"),
+    ("confirm", "help"): ("confirm", "help.confirm"), ("confirm", "time_left"): ("confirm", "commands.no_timer"),
+    ("confirm", "start_over"): ("hold", "commands.start_over"),
 }
 
 
@@ -397,7 +433,8 @@ def test_global_command(state: str, command: str) -> None:
     if command in ("stop", "pause"):
         assert isinstance(actions[0], StopSpeaking)  # barge-in cuts speech first
     listens = [a for a in actions if isinstance(a, Listen)]
-    assert d.coach.listening.intents == CONTEXTS[after]
+    fresh_answer = after == "idle" and d.coach._prompt  # "repeat" is heard just after an answer
+    assert d.coach.listening.intents == CONTEXTS[after] + (IDLE_AFTER_ANSWER if fresh_answer else ())
     if after != state:
         assert listens and listens[-1].context == after
 
@@ -451,8 +488,36 @@ def test_each_state_exposes_its_listening_context() -> None:
         d = reach(state)
         assert d.coach.listening.context == state
         assert d.coach.listening.intents == CONTEXTS[state]
-    assert len(CONTEXTS["idle"]) <= 3  # idle stays small to avoid false triggers
-    assert set(GLOBAL_INTENTS) <= set(CONTEXTS["question"]) and set(GLOBAL_INTENTS) <= set(CONTEXTS["hold"])
+    # Idle hears kitchen talk all day: no bare answer words there (they would be false triggers).
+    assert not {"yes", "no", "unsure", "skip", "better", "worse", "still_cramping"} & set(CONTEXTS["idle"])
+    for state in STATES[1:]:  # the README's promise: the global commands work in every state
+        assert set(GLOBAL_INTENTS) <= set(CONTEXTS[state]), state
+    # ... and in idle those that mean something there (repeat: test_repeat_is_heard_in_idle_...)
+    assert {"stop", "pause", "start_over", "help"} <= set(CONTEXTS["idle"])
+
+
+def test_every_context_intent_exists_in_the_intents_file() -> None:
+    known = set(content().intents.names)
+    for state, names in CONTEXTS.items():
+        assert not set(names) - known, (state, set(names) - known)
+    assert not set(BARGE_IN_INTENTS) - known
+
+
+def test_public_intents_are_derived_from_the_contexts_and_keep_the_agreed_names() -> None:
+    assert set(PUBLIC_INTENTS) == {n for names in CONTEXTS.values() for n in names} | set(BARGE_IN_INTENTS)
+    agreed = ("cramp_start yes no unsure skip stop pause resume repeat next back help time_left better worse "
+              "start_over diary_summary still_cramping").split()
+    assert set(agreed) <= set(PUBLIC_INTENTS)
+
+
+def test_states_keep_their_wire_names() -> None:
+    assert [s.value for s in State] == ["idle", "hold", "checkin", "offer", "question", "paused", "confirm"]
+    assert set(CONTEXTS) == set(State)
+    d = reach("offer")
+    changed = [a for _, a in d.log if isinstance(a, StateChanged)]
+    assert [type(c.state) for c in changed] == [str] * len(changed)  # plain strings on the wire
+    assert [c.state for c in changed][-3:] == ["hold", "checkin", "offer"]
+    assert type(d.coach.listening.context) is str
 
 
 def test_help_in_idle_starts_relief_because_cramp_start_wins() -> None:
@@ -596,3 +661,318 @@ def test_speaker_lost_says_nothing_and_back_apologises_and_asks_again() -> None:
     idle._apply(idle.coach.handle(DeviceLost("speaker")))
     idle._apply(idle.coach.handle(DeviceBack("speaker")))
     assert idle.keys(m) == []  # nothing was missed in idle
+
+
+# ---------------------------------------------------------------- relief as first aid (issue 13)
+
+
+def relief_keys(d: Driver, since: int = 0) -> list[str]:
+    return [k for k in d.keys(since) if k.startswith(("relief.", "routine.", "countdown."))]
+
+
+def test_a_bare_pain_word_gets_is_it_a_cramp_and_yes_starts_relief_at_once() -> None:
+    d = Driver()
+    m = d.mark()
+    d.hear("pain", "ow ow ow")
+    assert d.keys(m) == ["relief.is_it_cramp"] and d.state == "confirm"
+    assert not d.records("episode_start")  # nothing started yet: it may not be a cramp
+    assert d.coach.listening.silence_timeout == pytest.approx(8.0)
+    m = d.mark()
+    d.hear("yes")
+    assert d.keys(m)[:2] == ["relief.start", "routine.toe_pull.instruction"] and d.state == "hold"
+    assert len(d.records("episode_start")) == 1
+
+
+def test_pain_with_a_place_keeps_it_for_the_relief() -> None:
+    d = Driver()
+    d.hear("pain", "ouch my toes", location="toes")
+    d.hear("pain", "ow")  # another "ow" is a yes
+    assert d.state == "hold" and d.records("routine")[-1].data == {"name": "toe_spread"}
+    assert d.records("episode_start")[-1].data == {"side": None, "location": "toes"}
+
+
+@pytest.mark.parametrize("answer", ["no", "better"])
+def test_not_a_cramp_goes_back_to_idle_quietly(answer: str) -> None:
+    d = Driver()
+    d.hear("pain")
+    m = d.mark()
+    d.hear(answer)
+    assert d.keys(m) == ["relief.not_a_cramp"] and d.state == "idle"
+    assert not d.records() and d.coach.next_deadline() is None
+
+
+def test_silence_after_is_it_a_cramp_never_starts_a_routine_nor_loops() -> None:
+    d = Driver()
+    d.hear("pain")
+    assert said_keys(d.silence()) == ["relief.is_it_cramp_short"]
+    assert said_keys(d.silence()) == ["relief.is_it_cramp_shortest"]
+    assert said_keys(d.silence()) == ["relief.no_answer_idle"]
+    assert d.state == "idle" and not d.records()
+    assert d.silence() == []
+
+
+def test_a_clear_cramp_report_skips_the_question() -> None:
+    for text in ("it's cramping again", "my foot's cramping", "another cramp"):
+        match = content().intents.match(text, CONTEXTS["idle"])
+        assert match is not None and match.intent == "cramp_start", text
+    for text in ("ow ow ow", "ouch", "my foot"):
+        match = content().intents.match(text, CONTEXTS["idle"])
+        assert match is not None and match.intent == "pain", text
+    d = Driver()
+    m = d.mark()
+    d.hear("cramp_start", "it's cramping again")
+    assert "relief.is_it_cramp" not in d.keys(m) and d.state == "hold"
+
+
+def test_every_global_command_is_heard_in_idle_and_paused_hears_better_worse_next_back() -> None:
+    for name in ("stop", "start_over", "pause", "help"):
+        assert name in CONTEXTS["idle"]
+    for name in ("better", "worse", "next", "back"):
+        assert name in CONTEXTS["paused"]
+    assert "worse" in BARGE_IN_INTENTS  # heard over the coach's voice too
+    for state in ("hold", "checkin", "offer", "question", "paused", "confirm"):
+        assert "worse" in CONTEXTS[state], state
+
+
+def test_better_while_paused_ends_relief() -> None:
+    d = reach("paused")
+    m = d.mark()
+    d.hear("better")
+    assert d.keys(m)[0] == "relief.eased" and d.records("outcome")[-1].data == {"result": "better"}
+
+
+def test_worse_eases_off_into_a_gentler_routine_without_urgent_care() -> None:
+    d = Driver()
+    start_cramp(d)  # the toe pull
+    d.tick_until(d.coach.hold.started_at + 12.0)
+    m = d.mark()
+    out = d.hear("worse", "it's getting worse")
+    assert isinstance(out[0], StopSpeaking)  # it cuts the countdown or instruction at once
+    keys = d.keys(m)
+    assert keys[:2] == ["relief.ease_off", "relief.gentler"], keys
+    assert "red_flag" not in keys and not any(k.startswith("advice") for k in keys)
+    gentler = content().routines["toe_pull"].gentler
+    assert gentler == "arch_massage" and d.records("routine")[-1].data == {"name": gentler}
+    assert "massage" in d.said(m)[1].text and d.state == "hold" and not d.records("outcome")
+    # Still not easing afterwards: the usual order carries on (the gentler one is not repeated).
+    to_checkin(d)
+    d.hear("still_cramping")
+    assert d.records("routine")[-1].data == {"name": "calf_stretch"}
+
+
+def test_severe_pain_during_relief_gets_the_seek_care_advice_at_once() -> None:
+    match = content().intents.match("it's unbearable", CONTEXTS["hold"])
+    assert match is not None and match.intent == "worse" and match.slots == {"severity": "severe"}
+    d = Driver()
+    start_cramp(d)
+    m = d.mark()
+    d.hear("worse", "it's unbearable", severity="severe")
+    assert d.keys(m)[0] == "red_flag" and d.records("outcome")[-1].data == {"result": "worse"}
+
+
+def test_worse_while_paused_eases_off_too() -> None:
+    d = reach("paused")
+    m = d.mark()
+    d.hear("worse")
+    assert d.keys(m)[:2] == ["relief.ease_off", "relief.gentler"] and d.state == "hold"
+    assert d.coach.hold is not None and not d.coach.hold.paused
+
+
+def test_worse_after_relief_starts_relief_again() -> None:
+    d = Driver()
+    to_question(d)
+    d.hear("worse", "it's getting worse again")
+    assert d.state == "hold" and len(d.records("episode_start")) == 2
+    assert "red_flag" not in d.keys()
+
+
+def test_worse_in_idle_over_the_closing_line_starts_relief() -> None:
+    d = Driver()
+    out = d.hear("worse", "it's worse")  # heard through the barge-in grammar while the coach spoke
+    assert isinstance(out[0], StopSpeaking) and d.state == "hold"
+
+
+def test_relief_that_fails_for_ten_minutes_still_escalates() -> None:
+    d = Driver()
+    start_cramp(d)
+    d.hear("worse")  # once: eased off, no escalation yet
+    d.finish_hold()
+    d.hear("still_cramping")
+    m = d.mark()
+    d.tick_until(RELIEF_LIMIT_S + 0.5)
+    red = [s for s in d.said(m) if s.key == "red_flag"]
+    assert red and "ten minutes" in red[0].text and d.records("outcome")[-1].data == {"result": "gave_up"}
+
+
+def test_hold_longer_during_a_hold_adds_time_and_counts_down_again() -> None:
+    d = Driver()
+    start_cramp(d)
+    s = d.coach.hold.started_at
+    d.tick_until(s + 26.5)  # "five, four" said
+    m = d.mark()
+    d.hear("hold_longer", "can I hold it longer")
+    assert d.keys(m) == ["relief.hold_longer"] and d.state == "hold"
+    assert d.coach.time_left() == pytest.approx(3.5 + 15.0)
+    d.finish_hold()
+    cues = [(t, a.key) for t, a in d.log[m:] if isinstance(a, Say) and a.kind == "cue"]
+    assert cues[-1] == (pytest.approx(s + 26.5 + 18.5), "countdown.0")  # one release, at the new end
+    assert [k for _, k in cues].count("countdown.0") == 1 and d.state == "checkin"
+
+
+def test_hold_longer_at_the_check_in_repeats_the_hold() -> None:
+    d = Driver()
+    start_cramp(d)
+    to_checkin(d)
+    m = d.mark()
+    d.hear("hold_longer", "a bit longer")
+    assert d.keys(m) == ["relief.hold_again"] and d.state == "hold"
+    assert d.records("routine")[-1].data == {"name": "toe_pull"} and len(d.records("routine")) == 1
+    assert d.coach.time_left() == pytest.approx(30.0)
+    d.finish_hold()
+    assert d.state == "checkin" and d.keys()[-2:] == ["countdown.0", "relief.checkin"]
+    assert said_keys(d.hear("repeat")) == ["relief.checkin"]
+
+
+def test_the_check_in_offers_to_hold_longer() -> None:
+    assert all("longer" in o for o in content().lines["relief.checkin"].options)
+
+
+def test_someone_who_walks_away_gets_a_short_quiet_close_not_urgent_care() -> None:
+    d = Driver(diary=MemoryDiary())
+    start_cramp(d)
+    to_checkin(d)
+    for _ in range(3):
+        d.silence()
+    assert d.state == "hold"  # the first unanswered check-in: keep guiding
+    to_checkin(d)
+    m = d.mark()
+    for _ in range(3):
+        d.silence()
+    keys = d.keys(m)
+    assert keys[-1] == "relief.walked_away" and d.state == "idle" and d.ended()
+    assert "red_flag" not in d.keys() and "closing" not in keys
+    assert len(d.said(m)[-1].text.split()) <= 12
+    assert d.records("outcome")[-1].data == {"result": "no_answer"}  # not gave_up
+    assert d.coach.next_deadline() is None
+
+
+def test_an_answer_in_between_resets_the_walked_away_count() -> None:
+    d = Driver()
+    start_cramp(d)
+    to_checkin(d)
+    for _ in range(3):
+        d.silence()
+    d.hear("time_left")  # someone is there
+    to_checkin(d)
+    for _ in range(3):
+        d.silence()
+    assert d.state == "hold" and "relief.walked_away" not in d.keys()
+
+
+def aftercare_checkin(d: Driver) -> None:
+    order = content().order["default"]
+    assert content().routines[order[-1]].aftercare
+    start_cramp(d)
+    for _ in order[:-1]:
+        to_checkin(d)
+        d.hear("still_cramping")
+    assert d.records("routine")[-1].data == {"name": order[-1]}
+    to_checkin(d)
+
+
+def test_silence_after_warmth_or_walking_it_off_closes_quietly() -> None:
+    d = Driver()
+    aftercare_checkin(d)
+    m = d.mark()
+    for _ in range(3):
+        d.silence()
+    keys = d.keys(m)
+    assert keys[-1] == "relief.walked_away" and "red_flag" not in d.keys() and "relief.exhausted" not in keys
+    assert d.records("outcome")[-1].data == {"result": "no_answer"}
+
+
+def test_no_ten_minute_red_flag_while_walking_it_off() -> None:
+    d = Driver()
+    start_cramp(d)
+    order = content().order["default"]
+    for _ in order[:-1]:
+        to_checkin(d)
+        d.hear("still_cramping")
+    assert d.coach.next_deadline() is not None
+    m = d.mark()
+    d.tick_until(RELIEF_LIMIT_S + 60)  # long past ten minutes, during the aftercare
+    assert "red_flag" not in d.keys(m)
+
+
+def test_aftercare_ends_without_and_release() -> None:
+    d = Driver()
+    aftercare_checkin(d)
+    cues = [a for _, a in d.log if isinstance(a, Say) and a.kind == "cue"]
+    last = cues[-1]
+    assert last.key == "routine.warm_walk.countdown.0" and "release" not in last.text.lower()
+    for routine in content().routines.values():
+        if routine.aftercare:
+            assert not any("release" in o.lower() for c in routine.countdown for o in c.say.options)
+
+
+def test_heat_or_cold_is_offered() -> None:
+    text = " ".join(o for p in (content().lines["relief.aftercare"], *content().routines["warm_walk"].all_steps)
+                    for o in p.options).lower()
+    assert "warm" in text and "cold" in text
+
+
+def test_the_hold_starts_after_the_last_step() -> None:
+    d = Driver()
+    m = d.mark()
+    start_cramp(d)
+    steps = [s for s in d.said(m) if s.key.startswith("routine.toe_pull.")]
+    assert [s.key for s in steps] == [p.key for p in content().routines["toe_pull"].all_steps]
+    assert len(steps) >= 2
+    d._apply(d.coach.handle(SpeechTiming(steps[0].key, 9.0)))  # the first step's end does not start it
+    assert d.coach.hold.started_at != pytest.approx(9.0 + 1.5)
+    d._apply(d.coach.handle(SpeechTiming(steps[-1].key, 12.0)))
+    assert d.coach.hold.started_at == pytest.approx(12.0 + 1.5)
+    assert said_keys(d.hear("repeat"))[-1] == steps[-1].key  # repeat says every step again
+
+
+RELIEF_WORD_LIMIT = 20
+
+
+def relief_lines() -> list[tuple[str, str]]:
+    """Every phrasing said during relief, placeholders filled with their longest values."""
+    c = content()
+    name = max((o for r in c.routines.values() for o in r.name.options), key=len)
+    fill = {"foot": "your right foot", "name": name, "seconds": "25", "side": "right"}
+    phrases = [p for k, p in c.lines.items()
+               if k.startswith(("relief.", "commands.")) or k in ("help.hold", "help.checkin", "help.confirm",
+                                                                 "help.paused", "device.mic_lost")]
+    for r in c.routines.values():
+        phrases += [*r.all_steps, *(p for p in (r.during, r.after) if p), *(cue.say for cue in r.countdown)]
+    phrases += [cue.say for cue in c.countdown]
+    return [(p.key, o.format(**fill)) for p in phrases for o in p.options]
+
+
+def test_every_line_during_relief_is_short() -> None:
+    lines = relief_lines()
+    assert len(lines) > 60
+    long = [(k, len(t.split()), t) for k, t in lines if len(t.split()) > RELIEF_WORD_LIMIT]
+    assert not long, long
+
+
+def test_repeat_is_heard_in_idle_just_after_an_answer() -> None:
+    now = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)
+    d = Driver(diary=MemoryDiary([now - timedelta(days=1)]), now=lambda: now)
+    assert "repeat" not in d.coach.listening.intents  # nothing to repeat: idle stays small
+    d.hear("diary_summary", period="week")
+    assert d.coach.listening.context == "idle" and "repeat" in d.coach.listening.intents
+    assert isinstance(d.log[-1][1], Listen)
+    d.clock.advance(10.0)
+    assert said_keys(d.hear("repeat", "say that again")) == ["diary.count_week_one"]
+    d.tick_until(d.clock.now() + 25.0)  # the window runs from the answer, not from the repeat
+    assert "repeat" not in d.coach.listening.intents and d.coach.listening.intents == CONTEXTS["idle"]
+    assert d.coach.next_deadline() is None
+    d.hear("diary_summary", period="week")  # a new answer opens it again
+    assert "repeat" in d.coach.listening.intents
+    d.hear("pain")
+    d.hear("no")  # back to idle with nothing new to repeat
+    assert d.coach.listening.intents == CONTEXTS["idle"]

@@ -281,3 +281,90 @@ def test_writes_after_forget_start_a_new_diary(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT count(*) FROM episodes").fetchone()[0] == 1
     conn.close()
+
+
+# ---------------------------------------------------------------------- remembered answers
+
+
+def test_remembered_answers_are_kept_across_reopening_and_updated(tmp_path: Path) -> None:
+    path = tmp_path / "diary.sqlite3"
+    with Diary(path) as diary:
+        assert diary.remembered() == {}
+        diary.record(Record("remember", {"cause": "medication", "answer": "yes", "slots": {"medication": "statin"}}),
+                     T0)
+        diary.record(Record("remember", {"cause": "pregnancy", "answer": "no", "slots": {}}), T0)
+        diary.record(Record("remember", {"cause": "aging", "answer": "maybe", "slots": {}}), T0)  # not kept
+    with Diary(path) as diary:  # a restart: still there
+        assert diary.remembered() == {"medication": ("yes", T0), "pregnancy": ("no", T0)}
+        diary.record(Record("remember", {"cause": "medication", "answer": "no", "slots": {}}), T0 + timedelta(days=1))
+        (med, preg) = diary.remembered_answers()
+        assert (med.cause, med.answer, med.slots, med.at) == ("medication", "no", {}, T0 + timedelta(days=1))
+        assert diary.episodes() == []  # remembered answers are not episodes
+        assert diary.forget_remembered() == 2
+        assert diary.remembered() == {}
+
+
+def test_remembered_answers_go_through_the_pending_file_and_the_keeper(tmp_path: Path) -> None:
+    from assistant.diary.keeper import DiaryKeeper
+    from assistant.diary.store import save_pending
+
+    path = tmp_path / "diary.sqlite3"
+    save_pending(path, [(Record("remember", {"cause": "aging", "answer": "yes", "slots": {}}), T0)])
+    with Diary(path) as diary:  # added from the pending file when the diary opens
+        assert diary.remembered() == {"aging": ("yes", T0)}
+        # A pending "forget" from before a later answer does not delete that later answer.
+        diary.record(Record("remember", {"cause": "pregnancy", "answer": "no", "slots": {}}), T0 + timedelta(hours=2))
+        diary.record(Record("forget_remembered", {}), T0 + timedelta(hours=1))
+        assert diary.remembered() == {"pregnancy": ("no", T0 + timedelta(hours=2))}
+    keeper = DiaryKeeper(path, now=lambda: T0 + timedelta(hours=3))
+    assert keeper.diary is not None
+    keeper.waiting.append((Record("remember", {"cause": "medication", "answer": "no", "slots": {}}),
+                           T0 + timedelta(hours=3)))  # not written yet: still counts
+    assert keeper.remembered() == {"pregnancy": ("no", T0 + timedelta(hours=2)),
+                                   "medication": ("no", T0 + timedelta(hours=3))}
+    keeper.waiting.append((Record("forget_remembered", {}), T0 + timedelta(hours=4)))
+    assert keeper.remembered() == {}
+    assert keeper.flush()
+    keeper.close()
+    with Diary(path, readonly=True) as diary:
+        assert diary.remembered() == {}
+
+
+def test_a_version_1_diary_gains_remembered_answers_and_keeps_its_episodes(tmp_path: Path) -> None:
+    path = tmp_path / "diary.sqlite3"
+    with Diary(path) as diary:
+        _episode(diary, T0)
+    conn = sqlite3.connect(path)  # as written by the version before remembered answers
+    conn.execute("DROP TABLE profile")
+    conn.execute("PRAGMA user_version=1")
+    conn.commit()
+    conn.close()
+    with Diary(path, readonly=True) as diary:  # reading changes nothing and shows no remembered answers
+        assert diary.remembered_answers() == [] and len(diary.episodes()) == 1
+    with Diary(path) as diary:
+        diary.record(Record("remember", {"cause": "aging", "answer": "no", "slots": {}}), T0)
+        assert diary.remembered() == {"aging": ("no", T0)} and len(diary.episodes()) == 1
+        assert diary.conn.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_cli_lists_and_forgets_remembered_answers(tmp_path: Path) -> None:
+    path = tmp_path / "diary.sqlite3"
+    with Diary(path) as diary:
+        _episode(diary, T0)
+        diary.record(Record("remember", {"cause": "medication", "answer": "yes", "slots": {"medication": "statin"}}),
+                     T0)
+    listed = _cli("list", env_diary=path)
+    assert listed.returncode == 0, listed.stderr
+    assert "Remembered answers: medication=yes medication=statin" in listed.stdout
+    assert "--forget-answers" in listed.stdout
+    forgot = _cli("--forget-answers", env_diary=path)
+    assert forgot.returncode == 0 and "Forgot 1 remembered answer" in forgot.stdout
+    with Diary(path, readonly=True) as diary:
+        assert diary.remembered() == {} and len(diary.episodes()) == 1  # the episodes stay
+    assert "Remembered" not in _cli("list", env_diary=path).stdout
+    # --forget deletes the whole file: the remembered answers with it.
+    with Diary(path) as diary:
+        diary.record(Record("remember", {"cause": "aging", "answer": "no", "slots": {}}), T0)
+    assert _cli("--forget", "--yes", env_diary=path).returncode == 0
+    with Diary(path) as diary:
+        assert diary.remembered() == {}

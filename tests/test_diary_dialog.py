@@ -146,3 +146,81 @@ def test_weekly_count_by_voice(tmp_path: Path, recognizer) -> None:  # type: ign
     assert last.key == "diary.last_yesterday"
     local_time = (MONDAY + timedelta(days=3)).astimezone(kitchen.wall.tzinfo).strftime("%H:%M")
     assert local_time in last.text
+
+
+# ---------------------------------------------------------------------- remembered answers
+
+
+def _interview(kitchen: Kitchen, at: datetime, answers: dict[str, tuple[str, dict[str, str]]]) -> tuple[
+        list[str], list[Say]]:
+    """A cramp, better, yes to the questions and to more; returns (questions asked, everything said)."""
+    from assistant.conversation.content import load_content
+
+    questions = load_content().questions
+    kitchen.wall = at
+    said: list[Action] = kitchen.feed(Heard("cramp_start", {"location": "calf"}))
+    kitchen.later(40)
+    said += kitchen.feed(Heard("better"))
+    said += kitchen.feed(Heard("yes"))
+    asked: list[str] = []
+    while kitchen.coach.state in ("question", "offer"):
+        kitchen.later(3)
+        if kitchen.coach.state == "offer":
+            said += kitchen.feed(Heard("yes"))
+            continue
+        assert kitchen.coach.episode is not None
+        qid = questions[kitchen.coach.episode.question_index].id
+        asked.append(qid)
+        intent, slots = answers.get(qid, ("no", {}))
+        said += kitchen.feed(Heard(intent, slots))
+    return asked, [a for a in said if isinstance(a, Say)]
+
+
+def test_stable_answers_are_asked_once_and_remembered_on_the_device(tmp_path: Path) -> None:
+    path = tmp_path / "diary.sqlite3"
+    kitchen = Kitchen(path)
+    answers = {"medication": ("medication", {"medication": "statin"}), "pregnancy": ("no", {}), "aging": ("yes", {})}
+    first, _ = _interview(kitchen, MONDAY, answers)
+    assert {"medication", "pregnancy", "aging", "new_medication"} <= set(first)
+    kitchen.diary.close()
+
+    kitchen = Kitchen(path)  # another day, another process: the answers come from the diary file
+    second, said = _interview(kitchen, MONDAY + timedelta(days=2), {})
+    assert not {"medication", "pregnancy", "aging"} & set(second)
+    assert "new_medication" in second  # a follow-up about this episode is still asked
+    assert _keys(said).count("causes.remembered") == 1
+    contributors = " ".join(s.text for s in said if s.key in ("summary.contributors", "summary.more_causes"))
+    assert "a medicine you take" in contributors and "getting older" in contributors
+    (episode, later) = kitchen.diary.episodes()
+    remembered = {a.cause: a.answer for a in later.answers if a.cause in ("medication", "pregnancy", "aging")}
+    assert remembered == {"medication": "yes", "pregnancy": "no", "aging": "yes"}  # the episode is complete
+
+    # Medicines change: after remember_days (90) the question comes back; age (365 days) does not.
+    third, _ = _interview(kitchen, MONDAY + timedelta(days=100), {"medication": ("no", {})})
+    assert "medication" in third and "aging" not in third and "pregnancy" in third  # pregnancy: 60 days
+
+    # Forgotten (cramp-coach diary --forget-answers): everything is asked again.
+    kitchen.diary.forget_remembered()
+    fourth, _ = _interview(kitchen, MONDAY + timedelta(days=101), {})
+    assert {"medication", "pregnancy", "aging"} <= set(fourth)
+
+
+def test_unsure_or_skipped_stable_answers_are_not_remembered(tmp_path: Path) -> None:
+    kitchen = Kitchen(tmp_path / "diary.sqlite3")
+    _interview(kitchen, MONDAY, {"medication": ("skip", {}), "pregnancy": ("unsure", {}), "aging": ("no", {}),
+                                 "neurological": ("unsure", {})})
+    assert set(kitchen.diary.remembered()) == {"aging"}
+    again, _ = _interview(kitchen, MONDAY + timedelta(days=1), {})
+    assert {"medication", "pregnancy", "neurological"} <= set(again) and "aging" not in again
+
+
+def test_forget_my_answers_by_voice(tmp_path: Path) -> None:
+    kitchen = Kitchen(tmp_path / "diary.sqlite3")
+    _interview(kitchen, MONDAY, {"medication": ("no", {})})
+    assert "medication" in kitchen.diary.remembered()
+    said = [a for a in kitchen.feed(Heard("forget_answers")) if isinstance(a, Say)]
+    assert _keys(said) == ["causes.forgotten"]
+    assert kitchen.diary.remembered() == {}
+    again, _ = _interview(kitchen, MONDAY + timedelta(minutes=30), {})
+    assert "medication" in again
+    assert load_content().intents.match("forget my answers").intent == "forget_answers"  # type: ignore[union-attr]

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from speech_fixtures import AUDIO_CACHE, intent_set, speech_cases  # noqa: F401
 
-from assistant.conversation.intents import PUBLIC_INTENTS, IntentSet
+from assistant.conversation.dialog import PUBLIC_INTENTS
+from assistant.conversation.intents import IntentSet
 from assistant.speech_in.grammar import compile_jsgf, phrases
 from assistant.speech_in.recognizers import (
     PocketSphinxRecognizer,
@@ -74,11 +75,13 @@ def test_garbage_path_is_what_rejects_chatter(intent_set, speech_cases):  # noqa
 
 
 def test_context_decides_what_is_heard(sphinx, speech_cases, intent_set):  # noqa: F811
-    stop = next(c for c in speech_cases if c.intent == "stop")
-    _, in_hold = recognize_pcm(sphinx, pcm_of(stop), CONTEXTS["hold"], intent_set)
-    assert in_hold is not None and in_hold.intent == "stop"
-    _, in_idle = recognize_pcm(sphinx, pcm_of(stop), CONTEXTS["idle"], intent_set)
-    assert in_idle is None or in_idle.intent != "stop"
+    # "next" is a command during a stretch and not in idle ("stop" works in idle too: issue 13).
+    nxt = next(c for c in speech_cases if c.intent == "next")
+    assert "next" not in CONTEXTS["idle"]
+    _, in_hold = recognize_pcm(sphinx, pcm_of(nxt), CONTEXTS["hold"], intent_set)
+    assert in_hold is not None and in_hold.intent == "next"
+    _, in_idle = recognize_pcm(sphinx, pcm_of(nxt), CONTEXTS["idle"], intent_set)
+    assert in_idle is None or in_idle.intent != "next"
     yes = next(c for c in speech_cases if c.intent == "yes")
     _, as_answer = recognize_pcm(sphinx, pcm_of(yes), CONTEXTS["question"], intent_set)
     assert as_answer is not None and as_answer.intent == "yes"
@@ -87,7 +90,7 @@ def test_context_decides_what_is_heard(sphinx, speech_cases, intent_set):  # noq
 
 
 def test_context_change_applies_from_the_next_utterance(sphinx, speech_cases, intent_set):  # noqa: F811
-    stop = pcm_of(next(c for c in speech_cases if c.intent == "stop"))
+    stop = pcm_of(next(c for c in speech_cases if c.intent == "next"))  # a command idle does not hear
     sphinx.set_context(CONTEXTS["hold"])
     sphinx.start_utterance()
     half = len(stop) // 2 & ~1
@@ -95,12 +98,12 @@ def test_context_change_applies_from_the_next_utterance(sphinx, speech_cases, in
     sphinx.set_context(CONTEXTS["idle"])  # the dialog moved on while the user was speaking
     sphinx.accept_audio(stop[half:])
     first = sphinx.end_utterance()
-    assert understand(intent_set, first, CONTEXTS["hold"]).intent == "stop"
-    sphinx.start_utterance()  # idle grammar now: "stop" is not in it
+    assert understand(intent_set, first, CONTEXTS["hold"]).intent == "next"
+    sphinx.start_utterance()  # idle grammar now: "next" is not in it
     sphinx.accept_audio(stop)
     second = sphinx.end_utterance()
     match = understand(intent_set, second, CONTEXTS["idle"])
-    assert match is None or match.intent != "stop"
+    assert match is None or match.intent != "next"
 
 
 def test_contexts_are_compiled_once(sphinx):
@@ -122,7 +125,9 @@ def test_grammar_is_factored_not_expanded(intent_set):  # noqa: F811
     grammar = compile_jsgf(intent_set, CONTEXTS["idle"])
     assert grammar.jsgf.count("<list_location>") >= 5  # one shared rule, referenced
     assert grammar.jsgf.count("heel") == 1
-    assert len(grammar.jsgf) < 4000
+    # Idle now also hears pain words, the on-demand questions and stop/pause/start over (issue 13);
+    # spelled out it would be ~150 kB.
+    assert len(grammar.jsgf) < 6000
     assert len(phrases(intent_set, CONTEXTS["idle"])) > 50  # what full expansion would be
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from assistant.conversation.content import LINE_FIELDS, PROMPT_FILES, Phrases, Picker, load_content
 from assistant.conversation.datafile import DataFileError
-from assistant.conversation.intents import PUBLIC_INTENTS
+from assistant.conversation.dialog import PUBLIC_INTENTS
 from assistant.paths import prompts_dir
 
 PROMPTS = prompts_dir()

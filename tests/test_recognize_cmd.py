@@ -45,7 +45,9 @@ def test_json_line_per_file_and_a_bad_file_does_not_stop_the_rest(speech_cases, 
 
 
 def test_only_restricts_to_the_named_intents(speech_cases, tmp_path):  # noqa: F811
-    stop = next(c for c in speech_cases if c.intent == "stop")
+    stops = [c for c in speech_cases if c.intent == "stop"]
+    # One that says "stop": forced onto yes/no, "that's enough" can come out as "that's right".
+    stop = next((c for c in stops if c.text.startswith("stop")), stops[0])
     wav = str(AUDIO_CACHE / stop.file)
     assert lines(recognize("--only", "stop,pause", wav, models=tmp_path).stdout)[0]["intent"] == "stop"
     assert lines(recognize("--only", "yes,no", wav, models=tmp_path).stdout)[0]["intent"] is None

@@ -76,7 +76,7 @@ def test_grammar_changes_only_between_utterances(vosk_rec, speech_cases):  # noq
     assert vosk_rec._active == vosk_rec.grammar_json(idle)
     phrases = json.loads(vosk_rec.grammar_json(idle))
     assert "[unk]" in phrases and "how many cramps this week" in phrases
-    assert "stop" not in phrases
+    assert "next" not in phrases  # a command during a stretch, not in idle ("stop" is: issue 13)
 
 
 def test_a_fresh_recognizer_is_used_where_set_grammar_is_missing(vosk_rec, speech_cases, monkeypatch):  # noqa: F811

@@ -1,5 +1,9 @@
 """``cramp-coach diary``: list, summarize, export (CSV) or forget the cramp diary.
 
+``--forget`` deletes the whole diary, remembered answers included; ``--forget-answers``
+deletes only the remembered answers (regular medicines, pregnancy, age group), so the
+coach asks them again.
+
 Reading never creates or changes a diary: it is opened read-only, and with no file
 yet the commands say so and exit 0. A damaged, locked or unreadable diary is one line
 naming the file and the fix, and is left exactly as it is.
@@ -18,7 +22,7 @@ from typing import TYPE_CHECKING, TextIO
 from assistant.errors import UserFacingError
 
 if TYPE_CHECKING:  # keep start-up light: diary (sqlite3) is imported only when used
-    from assistant.diary.store import Answer, Episode, Summary
+    from assistant.diary.store import Answer, Episode, Remembered, Summary
 
 CSV_COLUMNS = ("time", "side", "location", "duration_s", "routines", "outcome", "answers")
 
@@ -27,7 +31,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", nargs="?", choices=("list", "summary", "export"), default="list",
                         help="list episodes (default), summarize them, or export them as CSV")
     parser.add_argument("--csv", metavar="FILE", help="with 'export': the CSV file to write ('-' for stdout)")
-    parser.add_argument("--forget", action="store_true", help="delete the whole diary (asks first)")
+    parser.add_argument("--forget", action="store_true",
+                        help="delete the whole diary, remembered answers included (asks first)")
+    parser.add_argument("--forget-answers", action="store_true",
+                        help="forget only the remembered answers (medicines, pregnancy, age): they are asked again")
     parser.add_argument("--yes", action="store_true", help="with --forget: do not ask (for scripts)")
     parser.add_argument("--diary", metavar="FILE", help="use this diary file instead of the configured one")
 
@@ -36,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     path = _diary_path(args)
     if args.forget:
         return _forget(path, assume_yes=args.yes)
+    if args.forget_answers:
+        return _forget_answers(path)
     if args.action == "export" and not args.csv:
         raise UserFacingError("export needs a file: cramp-coach diary export --csv FILE (or --csv - for stdout)")
     if not path.exists():
@@ -67,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"Wrote {len(episodes)} episode(s) to {out}")
         else:
             print_list(episodes, path)
+            print_remembered(diary.remembered_answers())
     _mention_pending(path)
     return 0
 
@@ -93,6 +103,24 @@ def _diary_path(args: argparse.Namespace) -> Path:
     from assistant.config import config_for
 
     return config_for(args).diary_path
+
+
+def _forget_answers(path: Path) -> int:
+    """Forget the remembered answers only; the episodes stay (no confirmation: nothing else is lost)."""
+    if not path.exists():
+        print(f"No diary at {path}; no remembered answers to forget.")
+        return 0
+    import sqlite3
+
+    from assistant.diary.store import Diary, diary_error
+
+    with Diary(path) as diary:
+        try:
+            count = diary.forget_remembered()
+        except sqlite3.Error as exc:
+            raise diary_error(path, exc) from None
+    print(f"Forgot {count} remembered answer(s) in {path}; the coach will ask them again.")
+    return 0
 
 
 def _forget(path: Path, *, assume_yes: bool) -> int:
@@ -150,6 +178,17 @@ def print_list(episodes: list[Episode], path: Path, out: TextIO | None = None) -
               f"{', '.join(ep.routines) or '-'} -> {ep.outcome or '?'}", file=out)
         if ep.answers:
             print(f"      answers: {_answers_text(ep.answers)}", file=out)
+
+
+def print_remembered(remembered: list[Remembered], out: TextIO | None = None) -> None:
+    """The answers kept between episodes, and how to forget them."""
+    if not remembered:
+        return
+    out = out or sys.stdout
+    parts = [f"{r.cause}={r.answer}" + "".join(f" {k}={v}" for k, v in sorted(r.slots.items()))
+             + f" ({r.at.astimezone():%Y-%m-%d})" for r in remembered]
+    print("Remembered answers: " + "; ".join(parts), file=out)
+    print("  (cramp-coach diary --forget-answers forgets them)", file=out)
 
 
 def print_summary(s: Summary, path: Path, out: TextIO | None = None) -> None:

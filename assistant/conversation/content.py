@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from assistant.conversation.datafile import DataFileError, LineDict, line_of, lo
 from assistant.conversation.intents import IntentSet
 from assistant.paths import prompts_dir
 
-PROMPT_FILES = ("intents.yaml", "lines.yaml", "advice.yaml", "routines.yaml", "causes.yaml")
+PROMPT_FILES = ("intents.yaml", "lines.yaml", "advice.yaml", "routines.yaml", "causes.yaml", "answers.yaml")
 
 # Every line the dialog uses, with the placeholders it may contain.
 LINE_FIELDS: dict[str, frozenset[str]] = {
@@ -30,9 +30,16 @@ LINE_FIELDS: dict[str, frozenset[str]] = {
         "relief.next_routine": "name", "relief.eased": "",
         "relief.aftercare": "", "relief.keep_guiding": "", "relief.exhausted": "",
         "relief.previous_routine": "name", "relief.no_previous": "",
+        "relief.is_it_cramp": "", "relief.is_it_cramp_short": "", "relief.is_it_cramp_shortest": "",
+        "relief.not_a_cramp": "", "relief.no_answer_idle": "", "relief.hold_longer": "", "relief.hold_again": "",
+        "relief.ease_off": "", "relief.gentler": "name", "relief.walked_away": "", "help.confirm": "",
         "causes.offer": "", "causes.offer_short": "", "causes.offer_shortest": "", "causes.declined": "",
         "causes.answer_options": "", "causes.skipped": "", "causes.first_question": "",
-        "summary.contributors": "causes", "summary.none": "", "summary.tips_intro": "",
+        "causes.not_an_answer": "", "causes.remembered": "", "causes.forgotten": "", "causes.more": "",
+        "causes.more_short": "",
+        "causes.carry_on": "", "causes.carry_on_short": "",
+        "summary.contributors": "causes", "summary.more_causes": "causes", "summary.none": "",
+        "summary.tips_intro": "",
         "closing": "", "session.shutdown": "",
         "device.mic_lost": "", "device.mic_lost_idle": "", "device.mic_back": "", "device.speaker_back": "",
         "advice.see_professional": "", "advice.pattern": "count", "advice.long_cramp": "minutes",
@@ -49,6 +56,12 @@ LINE_FIELDS: dict[str, frozenset[str]] = {
     }.items()
 }
 RED_FLAG_REASONS_USED = ("worse", "too_long", "not_easing")
+GRADES = ("now", "soon", "next_visit")
+"""advice.yaml grades, most urgent first: seek care now, see a doctor soon, mention it at the next visit."""
+RED_FLAG_GRADES = ("now", "soon")
+"""The grades a red-flag reason can have (``next_visit`` is for causes.yaml ``see_professional``)."""
+ANSWER_KEYS = ("causes", "prevention", "see_doctor", "why", "declined")
+"""The sections of answers.yaml (``why`` is by routine id)."""
 LOCATIONS = ("default", "toes", "arch", "heel", "foot", "calf")
 
 
@@ -76,9 +89,22 @@ class Routine:
     id: str
     name: Phrases
     instruction: Phrases
+    """The first step (key ``routine.<id>.instruction``)."""
     hold_seconds: int
     during: Phrases | None = None
     after: Phrases | None = None
+    steps: tuple[Phrases, ...] = ()
+    """Further short steps said in turn after the instruction; the hold starts after the last."""
+    countdown: tuple[Cue, ...] = ()
+    """The cues of this routine's hold (the file's default set unless it has its own or an end cue)."""
+    gentler: str | None = None
+    """The routine to switch to when the person says it is getting worse during this one."""
+    aftercare: bool = False
+    """Warmth, cold or walking it off: silence afterwards means they are fine or gone, not "not easing"."""
+
+    @property
+    def all_steps(self) -> tuple[Phrases, ...]:
+        return (self.instruction, *self.steps)
 
 
 @dataclass(frozen=True)
@@ -97,6 +123,10 @@ class Question:
     ask_if: str | None = None
     """Only ask if this earlier question was answered yes."""
     slot: str | None = None
+    more: bool = False
+    """Offered after the first few questions ("want a few more?") rather than asked at once."""
+    remember_days: int | None = None
+    """A yes or no that does not change between episodes: kept on the device this long."""
 
 
 @dataclass(frozen=True)
@@ -111,20 +141,41 @@ class Content:
     countdown: tuple[Cue, ...]
     questions: tuple[Question, ...]
     directory: Path
+    grades: Mapping[str, str] = field(default_factory=dict)
+    """advice.yaml: red-flag reason -> its grade (``now`` or ``soon``)."""
+    advice: Mapping[str, tuple[Phrases, ...]] = field(default_factory=dict)
+    """advice.yaml: grade -> the short lines said for it, in order."""
+    answers: Mapping[str, tuple[Phrases, ...]] = field(default_factory=dict)
+    """answers.yaml: causes, prevention, see_doctor, declined -> short lines said in order."""
+    why: Mapping[str, tuple[Phrases, ...]] = field(default_factory=dict)
+    """answers.yaml ``why``: routine id (or ``default``) -> why that stretch helps."""
 
 
 class Picker:
-    """Chooses a phrasing at random, never the same one twice in a row for a key."""
+    """Chooses a phrasing at random, never the same one twice in a row for a key.
+
+    Each key draws from its own stream (seeded from ``rng`` once), so how often one line is
+    said -- a countdown cue merged away under load, say -- does not change the choices for
+    the others: a seeded run says the same lines (docs/conversations.md relies on it).
+    """
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self.rng = rng or random.Random()
+        self._base = self.rng.getrandbits(64)
+        self._streams: dict[str, random.Random] = {}
         self._last: dict[str, str] = {}
 
     def pick(self, phrases: Phrases, **fields: object) -> str:
         options = phrases.options
         if len(options) > 1:
             options = tuple(o for o in options if o != self._last.get(phrases.key)) or options
-        choice = self.rng.choice(options)
+        if len(options) == 1:
+            choice = options[0]
+        else:
+            stream = self._streams.get(phrases.key)
+            if stream is None:
+                stream = self._streams[phrases.key] = random.Random(f"{self._base}:{phrases.key}")
+            choice = stream.choice(options)
         self._last[phrases.key] = choice
         return choice.format(**fields) if fields else choice
 
@@ -151,7 +202,10 @@ def load_content(directory: Path | None = None) -> Content:
     for reason in RED_FLAG_REASONS_USED:
         if reason not in reasons:
             raise DataFileError(advice_path, line_of(reasons_raw), f"red_flag_reasons needs {reason!r}")
-    return Content(intents, lines, reasons, routines, order, countdown, questions, directory)
+    grades, advice_lines = _load_grades(advice, advice_path, reasons)
+    answers, why = _load_answers(directory / "answers.yaml", routines)
+    return Content(intents, lines, reasons, routines, order, countdown, questions, directory,
+                   grades=grades, advice=advice_lines, answers=answers, why=why)
 
 
 # ------------------------------------------------------------------ helpers
@@ -165,9 +219,10 @@ def _known_keys(raw: LineDict, path: Path, allowed: tuple[str, ...], what: str) 
                                 f"{what}: unknown key {key!r} (a typo?); allowed: {', '.join(allowed)}")
 
 
-ROUTINE_KEYS = ("name", "instruction", "hold_seconds", "during", "after")
+ROUTINE_KEYS = ("name", "instruction", "steps", "hold_seconds", "during", "after", "countdown", "end_cue",
+                "gentler", "aftercare")
 QUESTION_KEYS = ("id", "ask", "short", "contributor", "tip", "red_flag", "see_professional", "ask_if", "slot",
-                 "count_unsure")
+                 "more", "remember_days")
 
 
 def _mapping(raw: Any, path: Path, line: int | None = 1) -> LineDict:
@@ -224,6 +279,7 @@ def _load_routines(path: Path) -> tuple[dict[str, Routine], dict[str, tuple[str,
             raise DataFileError(path, raw.line, f"missing '{section}:'")
     routines_raw = _mapping(raw["routines"], path, line_of(raw, "routines"))
     routines: dict[str, Routine] = {}
+    raw_cues: dict[str, LineDict] = {}
     foot = frozenset({"foot"})
     for rid, body in routines_raw.items():
         body = _mapping(body, path, line_of(routines_raw, rid))
@@ -239,12 +295,22 @@ def _load_routines(path: Path) -> tuple[dict[str, Routine], dict[str, tuple[str,
             if name not in body:
                 return None
             return _phrases(body[name], f"routine.{rid}.{name}", path, line_of(body, name), foot)
-        routines[rid] = Routine(
+        steps_raw = body.get("steps", [])
+        if not isinstance(steps_raw, list):
+            raise DataFileError(path, line_of(body, "steps"), f"routine {rid!r}: steps must be a list of lines")
+        steps = tuple(_phrases(step, f"routine.{rid}.step{i + 2}", path, line_of(steps_raw, i), foot)
+                      for i, step in enumerate(steps_raw))
+        aftercare = body.get("aftercare", False)
+        if not isinstance(aftercare, bool):
+            raise DataFileError(path, line_of(body, "aftercare"), f"routine {rid!r}: aftercare must be true or false")
+        instruction = opt("instruction")
+        assert instruction is not None  # checked above
+        raw_cues[str(rid)] = body
+        routines[str(rid)] = Routine(
             id=str(rid),
             name=_phrases(body["name"], f"routine.{rid}.name", path, line_of(body, "name"), frozenset()),
-            instruction=_phrases(body["instruction"], f"routine.{rid}.instruction", path,
-                                 line_of(body, "instruction"), foot),
-            hold_seconds=hold, during=opt("during"), after=opt("after"),
+            instruction=instruction,
+            hold_seconds=hold, during=opt("during"), after=opt("after"), steps=steps, aftercare=aftercare,
         )
     order_raw = _mapping(raw["order"], path, line_of(raw, "order"))
     order: dict[str, tuple[str, ...]] = {}
@@ -259,22 +325,39 @@ def _load_routines(path: Path) -> tuple[dict[str, Routine], dict[str, tuple[str,
         order[str(loc)] = tuple(seq)
     if "default" not in order:
         raise DataFileError(path, order_raw.line, "order needs a 'default:' list")
-    cues_raw = raw["countdown"]
+    cues = _load_cues(raw["countdown"], path, line_of(raw, "countdown"), "countdown")
+    for rid, body in raw_cues.items():
+        own = cues
+        if "countdown" in body:
+            own = _load_cues(body["countdown"], path, line_of(body, "countdown"), f"routine.{rid}.countdown")
+        if "end_cue" in body:  # the same cues, with a release that fits (no "and release" after a walk)
+            end = _phrases(body["end_cue"], f"routine.{rid}.end_cue", path, line_of(body, "end_cue"), frozenset())
+            own = (*own[:-1], Cue(0, end))
+        gentler = body.get("gentler")
+        if gentler is not None and (not isinstance(gentler, str) or gentler not in routines or gentler == rid):
+            raise DataFileError(path, line_of(body, "gentler"),
+                                f"routine {rid!r}: gentler must name another routine, not {gentler!r}")
+        routines[rid] = replace(routines[rid], countdown=own, gentler=gentler)
+    return routines, order, cues
+
+
+def _load_cues(cues_raw: Any, path: Path, line: int | None, key: str) -> tuple[Cue, ...]:
+    """A countdown: cues by seconds left, most first, ending with the release cue at 0."""
     if not isinstance(cues_raw, list) or not cues_raw:
-        raise DataFileError(path, line_of(raw, "countdown"), "countdown: expected a list of cues")
+        raise DataFileError(path, line, f"{key}: expected a list of cues")
     cues = []
     for i, cue in enumerate(cues_raw):
         cue = _mapping(cue, path, line_of(cues_raw, i))
         left = cue.get("left")
         if not isinstance(left, int) or isinstance(left, bool) or left < 0 or "say" not in cue:
-            raise DataFileError(path, cue.line, "countdown cue needs 'left:' (seconds, 0 or more) and 'say:'")
-        cues.append(Cue(left, _phrases(cue["say"], f"countdown.{left}", path, line_of(cue, "say"), frozenset())))
+            raise DataFileError(path, cue.line, f"{key}: a cue needs 'left:' (seconds, 0 or more) and 'say:'")
+        cues.append(Cue(left, _phrases(cue["say"], f"{key}.{left}", path, line_of(cue, "say"), frozenset())))
     lefts = [c.left for c in cues]
     if lefts != sorted(lefts, reverse=True) or len(set(lefts)) != len(lefts):
-        raise DataFileError(path, line_of(raw, "countdown"), "countdown cues must go from most to least seconds left")
+        raise DataFileError(path, line, f"{key}: cues must go from most to least seconds left")
     if lefts[-1] != 0:
-        raise DataFileError(path, line_of(raw, "countdown"), "countdown needs a release cue at 'left: 0'")
-    return routines, order, tuple(cues)
+        raise DataFileError(path, line, f"{key}: needs a release cue at 'left: 0'")
+    return tuple(cues)
 
 
 def _load_questions(path: Path, reasons: Mapping[str, Phrases], intents: IntentSet) -> tuple[Question, ...]:
@@ -304,6 +387,20 @@ def _load_questions(path: Path, reasons: Mapping[str, Phrases], intents: IntentS
             raise DataFileError(path, line_of(q, "slot"), f"slot {slot!r} is not a list in intents.yaml")
         if "tip" in q and not isinstance(q.get("contributor"), str):
             raise DataFileError(path, line_of(q, "tip"), f"question {qid!r}: a tip needs a 'contributor:' name")
+        more = q.get("more", False)
+        if not isinstance(more, bool):
+            raise DataFileError(path, line_of(q, "more"), f"question {qid!r}: more must be true or false")
+        if not more and any(prev.more for prev in questions):
+            raise DataFileError(path, line_of(q, "id"), f"question {qid!r}: the first questions (without "
+                                "'more: true') must all come before the ones offered after them")
+        remember = q.get("remember_days")
+        if remember is not None:
+            if not isinstance(remember, int) or isinstance(remember, bool) or not 1 <= remember <= 3650:
+                raise DataFileError(path, line_of(q, "remember_days"),
+                                    f"question {qid!r}: remember_days must be a whole number of days from 1 to 3650")
+            if red_flag is not None or ask_if is not None:  # a warning sign is asked about every time
+                raise DataFileError(path, line_of(q, "remember_days"), f"question {qid!r}: a question with "
+                                    "red_flag or ask_if is asked every episode; remove remember_days")
         questions.append(Question(
             id=qid,
             ask=_phrases(q["ask"], f"cause.{qid}.ask", path, line_of(q, "ask"), none),
@@ -311,6 +408,69 @@ def _load_questions(path: Path, reasons: Mapping[str, Phrases], intents: IntentS
             contributor=q.get("contributor"),
             tip=_phrases(q["tip"], f"cause.{qid}.tip", path, line_of(q, "tip"), none) if "tip" in q else None,
             red_flag=red_flag, see_professional=bool(q.get("see_professional", False)),
-            ask_if=ask_if, slot=slot,
+            ask_if=ask_if, slot=slot, more=more, remember_days=remember,
         ))
+    if all(q.more for q in questions):
+        raise DataFileError(path, line_of(raw, "questions"), "at least the first question must not be 'more: true'")
     return tuple(questions)
+
+
+def _sequence(raw: Any, key: str, path: Path, line: int | None) -> tuple[Phrases, ...]:
+    """A list of lines said one after another; each line is text or a list of phrasings."""
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw:
+        raise DataFileError(path, line, f"{key}: expected a list of lines")
+    return tuple(_phrases(item, f"{key}.{i + 1}", path, line_of(raw, i) or line, frozenset())
+                 for i, item in enumerate(raw))
+
+
+def _load_grades(advice: LineDict, path: Path, reasons: Mapping[str, Phrases]
+                 ) -> tuple[dict[str, str], dict[str, tuple[Phrases, ...]]]:
+    """advice.yaml ``grades`` (reason -> grade) and ``say`` (grade -> its lines); every reason graded once."""
+    for section in ("grades", "say"):
+        if section not in advice:
+            raise DataFileError(path, advice.line, f"missing '{section}:'")
+    grades_raw = _mapping(advice["grades"], path, line_of(advice, "grades"))
+    _known_keys(grades_raw, path, RED_FLAG_GRADES, "grades")
+    grades: dict[str, str] = {}
+    for grade, members in grades_raw.items():
+        if not isinstance(members, list):
+            raise DataFileError(path, line_of(grades_raw, grade), f"grades.{grade}: expected a list of reasons")
+        for i, reason in enumerate(members):
+            if not isinstance(reason, str) or reason not in reasons:
+                raise DataFileError(path, line_of(members, i), f"grades.{grade}: {reason!r} is not in red_flag_reasons")
+            if reason in grades:
+                raise DataFileError(path, line_of(members, i), f"grades: {reason!r} is in two grades")
+            grades[reason] = str(grade)
+    ungraded = [r for r in reasons if r not in grades]
+    if ungraded:
+        raise DataFileError(path, line_of(advice, "grades"), f"grades: say how urgent {', '.join(ungraded)} is "
+                            f"(put it under one of {', '.join(RED_FLAG_GRADES)})")
+    say_raw = _mapping(advice["say"], path, line_of(advice, "say"))
+    _known_keys(say_raw, path, GRADES, "say")
+    said = {str(g): _sequence(v, f"advice.{g}", path, line_of(say_raw, g)) for g, v in say_raw.items()}
+    missing = [g for g in GRADES if g not in said]
+    if missing:
+        raise DataFileError(path, line_of(advice, "say"), f"say: missing {', '.join(missing)}")
+    return grades, said
+
+
+def _load_answers(path: Path, routines: Mapping[str, Routine]
+                  ) -> tuple[dict[str, tuple[Phrases, ...]], dict[str, tuple[Phrases, ...]]]:
+    """answers.yaml: the on-demand answers and the decline tips; ``why`` only for known routines."""
+    raw = _mapping(load_yaml(path), path)
+    _known_keys(raw, path, ANSWER_KEYS, "answers")
+    missing = [k for k in ANSWER_KEYS if k not in raw]
+    if missing:
+        raise DataFileError(path, raw.line, f"missing '{missing[0]}:'")
+    answers = {str(k): _sequence(v, f"answer.{k}", path, line_of(raw, k)) for k, v in raw.items() if k != "why"}
+    why_raw = _mapping(raw["why"], path, line_of(raw, "why"))
+    why: dict[str, tuple[Phrases, ...]] = {}
+    for rid, body in why_raw.items():
+        if rid != "default" and rid not in routines:
+            raise DataFileError(path, line_of(why_raw, rid), f"why: no routine named {rid!r} in routines.yaml")
+        why[str(rid)] = _sequence(body, f"answer.why.{rid}", path, line_of(why_raw, rid))
+    if "default" not in why:
+        raise DataFileError(path, why_raw.line, "why needs a 'default:' answer")
+    return answers, why

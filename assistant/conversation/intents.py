@@ -22,11 +22,6 @@ from assistant.conversation.datafile import DataFileError, LineDict, line_of, lo
 
 log = logging.getLogger(__name__)
 
-PUBLIC_INTENTS = (
-    "cramp_start", "yes", "no", "unsure", "skip", "stop", "pause", "resume", "repeat",
-    "next", "back", "help", "time_left", "better", "worse", "start_over", "diary_summary",
-)
-
 _WORD = re.compile(r"[a-z0-9']+")
 
 MAX_NESTING = 32

@@ -160,6 +160,20 @@ class DiaryKeeper:
             stored = None
         return max([*starts, *([stored] if stored else [])], default=None)
 
+    def remembered(self) -> dict[str, tuple[str, datetime]]:
+        """Remembered cause answers, including ones still waiting to be written (in order)."""
+        try:
+            known = self.diary.remembered() if self.diary else {}
+        except sqlite3.Error as exc:
+            log.info("diary read failed (%s); using only this session's remembered answers", exc)
+            known = {}
+        for action, at in self.waiting:
+            if action.kind == "forget_remembered":
+                known = {k: v for k, v in known.items() if v[1] > at}
+            elif action.kind == "remember" and action.data.get("answer") in ("yes", "no"):
+                known[str(action.data.get("cause"))] = (str(action.data["answer"]), at)
+        return known
+
     def first_use(self) -> bool:
         if self._waiting_starts():
             return False

@@ -20,6 +20,13 @@ reported (:class:`DiaryError`, with the fix) and left exactly as it is. Reading
 in a *pending file* next to it (:func:`save_pending`, see :mod:`assistant.diary.keeper`)
 and added the next time the diary opens for writing.
 
+Remembered answers: a few cause answers do not change between episodes (regular medicines,
+pregnancy, age group; ``remember_days`` in prompts/causes.yaml). The dialog sends them as
+``remember`` records and they are kept in a small ``profile`` table of the same file, as
+durable as the episodes, so the coach does not ask them every time. ``forget_remembered``
+records, :meth:`Diary.forget_remembered` (``cramp-coach diary --forget-answers``) and
+deleting the whole diary (``--forget``) clear them.
+
 Times are stored as UTC ISO-8601 strings (which sort as text); they are shown in
 local time.
 """
@@ -43,7 +50,8 @@ from assistant.errors import UserFacingError
 log = logging.getLogger(__name__)
 
 DIARY_FILE = "diary.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2 added the ``profile`` table (remembered answers); a version-1 diary gets it when opened for writing."""
 
 BUSY_TIMEOUT_MS = 50
 """How long a write waits for another program's lock: short, so a diary write never
@@ -51,6 +59,8 @@ delays a countdown cue noticeably; a record that cannot wait is kept and retried
 PENDING_SUFFIX = ".pending.jsonl"
 
 EPISODE_KINDS = ("episode_start", "routine", "outcome", "answer", "episode_end")
+PROFILE_KINDS = ("remember", "forget_remembered")
+"""Records about the person rather than one episode: kept in the ``profile`` table."""
 
 #: A record that arrives with no episode open (e.g. cause answers after the process was
 #: restarted) joins the most recent episode if that was active this recently.
@@ -75,6 +85,12 @@ CREATE TABLE IF NOT EXISTS records (
     data        TEXT NOT NULL       -- JSON
 );
 CREATE INDEX IF NOT EXISTS records_episode ON records(episode_id);
+CREATE TABLE IF NOT EXISTS profile (
+    cause       TEXT PRIMARY KEY,   -- the cause question's id (causes.yaml), e.g. medication
+    answer      TEXT NOT NULL,      -- yes | no
+    slots       TEXT NOT NULL,      -- JSON, e.g. {"medication": "statin"}
+    at          TEXT NOT NULL       -- UTC ISO-8601, when it was answered
+);
 """
 
 
@@ -102,6 +118,17 @@ class Answer:
     answer: str
     """yes | no | unsure | skip (as the dialog reported it)."""
     slots: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Remembered:
+    """A cause answer kept between episodes (``cramp-coach diary`` lists them)."""
+
+    cause: str
+    answer: str
+    slots: dict[str, str]
+    at: datetime
+    """UTC, when it was answered."""
 
 
 @dataclass(frozen=True)
@@ -300,7 +327,7 @@ class Diary:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
                 conn.execute("PRAGMA foreign_keys=ON")
-                if version < SCHEMA_VERSION:  # a new (empty) file; an existing one is not written to
+                if version < SCHEMA_VERSION:  # a new (empty) file, or version 1 (adds the profile table)
                     conn.executescript(_SCHEMA)
                     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             check = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
@@ -385,7 +412,7 @@ class Diary:
         episode if that was active within :data:`ATTACH_WINDOW`, else starts one (so
         nothing is ever dropped).
         """
-        if action.kind not in EPISODE_KINDS:
+        if action.kind not in EPISODE_KINDS and action.kind not in PROFILE_KINDS:
             log.warning("diary: ignoring unknown record kind %r", action.kind)
             return self._current or 0
         if not self.path.exists():  # forgotten while we were running: start afresh
@@ -405,6 +432,9 @@ class Diary:
         """Add one record inside the caller's transaction; returns its episode id."""
         data = dict(action.data)
         conn = self.conn
+        if action.kind in PROFILE_KINDS:
+            self._profile(action.kind, data, when)
+            return self._current or 0
         if action.kind == "episode_start":
             episode = self._open_episode(when, data.get("side"), data.get("location"))
         elif self._current is not None:
@@ -429,6 +459,22 @@ class Diary:
         elif action.kind == "episode_end":
             self._current = None
         return episode
+
+    def _profile(self, kind: str, data: dict[str, Any], when: str) -> None:
+        """Keep (``remember``) or clear (``forget_remembered``) remembered answers."""
+        if kind == "forget_remembered":  # only what was known then (a re-imported pending record is late)
+            self.conn.execute("DELETE FROM profile WHERE at <= ?", (when,))
+            return
+        cause, answer = data.get("cause"), data.get("answer")
+        if not isinstance(cause, str) or answer not in ("yes", "no"):
+            log.warning("diary: ignoring a remembered answer without a cause or a yes/no: %r", data)
+            return
+        slots = data.get("slots") if isinstance(data.get("slots"), dict) else {}
+        self.conn.execute(
+            "INSERT INTO profile(cause, answer, slots, at) VALUES (?, ?, ?, ?) ON CONFLICT(cause) DO UPDATE "
+            "SET answer = excluded.answer, slots = excluded.slots, at = excluded.at WHERE excluded.at >= profile.at",
+            (cause, answer, json.dumps(slots, sort_keys=True), when),
+        )
 
     def _open_episode(self, when: str, side: Any, location: Any) -> int:
         cur = self.conn.execute(
@@ -461,6 +507,26 @@ class Diary:
 
     def first_use(self) -> bool:
         return self.conn.execute("SELECT 1 FROM episodes LIMIT 1").fetchone() is None
+
+    def remembered(self) -> dict[str, tuple[str, datetime]]:
+        """Remembered cause answers for the dialog: cause id -> (yes | no, when answered, UTC)."""
+        return {r.cause: (r.answer, r.at) for r in self.remembered_answers()}
+
+    # ------------------------------------------------------------------ remembered answers
+
+    def remembered_answers(self) -> list[Remembered]:
+        """The remembered answers, by cause (none in a version-1 diary opened read-only)."""
+        if self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'profile'").fetchone() is None:
+            return []
+        return [Remembered(cause, answer, {str(k): str(v) for k, v in json.loads(slots).items()},
+                           from_utc_text(at))
+                for cause, answer, slots, at in self.conn.execute(
+                    "SELECT cause, answer, slots, at FROM profile ORDER BY cause")]
+
+    def forget_remembered(self) -> int:
+        """Delete every remembered answer (the episodes stay); returns how many there were."""
+        with _transaction(self.conn):
+            return int(self.conn.execute("DELETE FROM profile").rowcount)
 
     # ------------------------------------------------------------------ reading
 

@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from assistant.conversation.dialog import BARGE_IN_INTENTS
+from assistant.conversation.dialog import BARGE_IN_INTENTS, PUBLIC_INTENTS
 from assistant.conversation.dialog import CONTEXTS as DIALOG_CONTEXTS
-from assistant.conversation.intents import PUBLIC_INTENTS, IntentSet, normalize
+from assistant.conversation.intents import IntentSet, normalize
 from assistant.paths import prompts_dir
 from assistant.speech_in.wav import TARGET_RATE, read_wav, write_wav
 
@@ -278,7 +278,8 @@ def plan(intent_set: IntentSet, spec: SetSpec, intents: Iterable[str] = PUBLIC_I
     names = [n for n in intents if n in intent_set.intents.intents]
     extra = [n for n in ("still_cramping",) if n in intent_set.intents.intents and n not in names]
     for k, intent in enumerate([*names, *extra]):
-        context = HOME_CONTEXT.get(intent, "hold")
+        context = HOME_CONTEXT.get(intent) or ("hold" if intent in CONTEXTS["hold"] else
+                                               next(c for c, names in CONTEXTS.items() if intent in names))
         for i, (text, slots) in enumerate(pick_sentences(intent_set, intent, CONTEXTS[context], spec.per_intent, rng)):
             for j, cond in enumerate(spec.conditions):
                 voice = spec.voices[(k + i + j) % len(spec.voices)]
