@@ -375,8 +375,8 @@ class WhisperRecognizer:
         if len(audio) < SAMPLE_RATE // 10:
             return Decision(reason="too short")
         if self.trim:
-            start, stop = speech_span(audio)
-            audio = audio[start:stop]
+            first, last = speech_span(audio)
+            audio = audio[first:last]
         speech_seconds = len(audio) / SAMPLE_RATE
         pad = max(self.pad_seconds, MIN_WINDOW_SECONDS - speech_seconds)
         audio = np.pad(audio, (0, int(pad * SAMPLE_RATE)))

@@ -354,8 +354,8 @@ def _minimize(arcs: list[dict[str, int]], finals: set[int]) -> WordGraph:
     """Merge states with identical futures (exact for acyclic automata), drop dead ends."""
     n = len(arcs)
     indegree = [0] * n
-    for out in arcs:
-        for nxt in out.values():
+    for state_arcs in arcs:
+        for nxt in state_arcs.values():
             indegree[nxt] += 1
     ready = [s for s in range(n) if indegree[s] == 0]
     order: list[int] = []
@@ -369,7 +369,7 @@ def _minimize(arcs: list[dict[str, int]], finals: set[int]) -> WordGraph:
     if len(order) != n:
         raise GraphError("the templates loop back on themselves")
     klass: dict[int, int] = {}
-    signatures: dict[tuple, int] = {}
+    signatures: dict[tuple[bool, tuple[tuple[str, int], ...]], int] = {}
     for state in reversed(order):
         moves = tuple(sorted((w, klass[nxt]) for w, nxt in arcs[state].items() if klass[nxt] >= 0))
         if not moves and state not in finals:
@@ -499,7 +499,7 @@ def ambiguity(intents: Intents, expr: Expression, most: int) -> Ambiguity:
         return {state: ways for state, ways in out.items() if ways}
 
     worst = Ambiguity(1, ())
-    frontier = [((), step({start: 1}))]
+    frontier: list[tuple[tuple[str, ...], dict[int, int]]] = [((), step({start: 1}))]
     seen: set[frozenset[tuple[int, int]]] = set()
     while frontier:
         prefix, counts = frontier.pop()
@@ -653,10 +653,10 @@ def align(graph: WordGraph, heard: Sequence[str], phonetics: Phonetics | None = 
             better = improved < row - 1e-12
             if better.any():
                 src_pos = np.maximum.accumulate(np.where(shifted <= running + 1e-12, positions, 0))
-                for i in np.nonzero(better)[0]:
-                    back_state[state, i] = state
-                    back_word[state, i] = -2  # insertion
-                    back_from[state, i] = src_pos[i]
+                for hit in np.nonzero(better)[0]:
+                    back_state[state, hit] = state
+                    back_word[state, hit] = -2  # insertion
+                    back_from[state, hit] = src_pos[hit]
                 row[:] = np.minimum(row, improved)
         if not np.isfinite(row).any():
             continue
@@ -680,13 +680,13 @@ def align(graph: WordGraph, heard: Sequence[str], phonetics: Phonetics | None = 
     if not math.isfinite(total):
         return None
     words: list[str] = []
-    state, i = end, n
-    while not (state == 0 and i == 0 and back_state[state, i] < 0):
-        prev, w, j = int(back_state[state, i]), int(back_word[state, i]), int(back_from[state, i])
+    at, i = end, n
+    while not (at == 0 and i == 0 and back_state[at, i] < 0):
+        prev, word_index, j = int(back_state[at, i]), int(back_word[at, i]), int(back_from[at, i])
         if prev < 0:
             break
-        if w >= 0:
-            words.append(vocab[w])
-        state, i = prev, j
+        if word_index >= 0:
+            words.append(vocab[word_index])
+        at, i = prev, j
     words.reverse()
     return Alignment(tuple(words), total, n)
