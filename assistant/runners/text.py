@@ -22,36 +22,18 @@ from assistant.conversation.events import Say
 from assistant.conversation.timers import ScaledClock
 from assistant.runners.session import Running, build_session
 from assistant.runners.signals import EXIT_CODES, graceful_shutdown
+from assistant.speech_out.speakers import TextSpeaker
 
 
-class PrintedVoice:
-    """The coach's voice in text mode: each line printed at once (it takes no time)."""
+class PrintedVoice(TextSpeaker):
+    """The coach's voice in text mode: the no-speaker trace, with countdown cues marked."""
 
     def __init__(self, out: TextIO) -> None:
-        self.out = out
+        super().__init__(stream=out)
 
     def say_line(self, say: Say) -> float:
         marker = "   ... " if say.kind == "cue" else ""
-        print(f"coach: {marker}{say.text}", file=self.out, flush=True)
-        return 0.0
-
-    def say(self, text: str) -> float:
-        print(f"coach: {text}", file=self.out, flush=True)
-        return 0.0
-
-    def stop(self) -> None:
-        pass
-
-    @property
-    def speaking(self) -> bool:
-        return False
-
-    @property
-    def current_text(self) -> str | None:
-        return None
-
-    def close(self) -> None:
-        pass
+        return self.say(f"{marker}{say.text}")
 
 
 class TextRunner:
