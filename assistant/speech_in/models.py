@@ -12,6 +12,7 @@ next to the destination, validated, and only then renamed into place.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import logging
 import os
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -294,9 +296,10 @@ def _zip_top_name(zip_path: Path) -> str | None:
     return tops.pop() if len(tops) == 1 else None
 
 
-def install_zip(zip_path: Path, name: str, root: Path | None = None, force: bool = False) -> Path:
-    """Unpack a (verified) model zip to ``root/name`` atomically; returns the model directory."""
-    root = root or models_dir()
+@contextlib.contextmanager
+def _staging(root: Path, name: str, force: bool) -> Iterator[Path]:
+    """A scratch folder next to ``root/name`` (same file system, so the final move is one
+    rename); refuses to replace an installed model without ``force``; always cleaned up."""
     dest = root / name
     if dest.exists() and not force:
         raise UserFacingError(f"{dest} already exists; remove it first (cramp-coach models remove {name}) "
@@ -304,6 +307,28 @@ def install_zip(zip_path: Path, name: str, root: Path | None = None, force: bool
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".installing-{name}-", dir=root))
     try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _move_into_place(model: Path, dest: Path) -> Path:
+    """Swap a checked model folder in for ``dest``: the old one is renamed aside first, so a
+    failure never leaves half a model at ``dest``."""
+    old = None
+    if dest.exists():
+        old = dest.parent / f".removing-{dest.name}-{os.getpid()}"
+        dest.rename(old)
+    model.rename(dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return dest
+
+
+def install_zip(zip_path: Path, name: str, root: Path | None = None, force: bool = False) -> Path:
+    """Unpack a (verified) model zip to ``root/name`` atomically; returns the model directory."""
+    root = root or models_dir()
+    with _staging(root, name, force) as staging:
         try:
             with zipfile.ZipFile(zip_path) as zf:
                 for member in zf.namelist():
@@ -317,16 +342,7 @@ def install_zip(zip_path: Path, name: str, root: Path | None = None, force: bool
         problem = model_problem(model)
         if problem:
             raise UserFacingError(f"{zip_path} does not contain a Vosk model ({problem}); nothing was installed")
-        old = None
-        if dest.exists():
-            old = root / f".removing-{name}-{os.getpid()}"
-            dest.rename(old)
-        model.rename(dest)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        return dest
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        return _move_into_place(model, root / name)
 
 
 def install(
@@ -470,13 +486,7 @@ def install_whisper(
     progress) or copy it from ``from_path`` (a folder or zip), check every SHA-256, then move the
     folder into place in one rename. A wrong or missing file installs nothing."""
     root = root or models_dir()
-    dest = root / WHISPER_MODEL
-    if dest.exists() and not force:
-        raise UserFacingError(f"{dest} already exists; remove it first (cramp-coach models remove {WHISPER_MODEL}) "
-                              "or install with --force")
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".installing-{WHISPER_MODEL}-", dir=root))
-    try:
+    with _staging(root, WHISPER_MODEL, force) as staging:
         model = staging / WHISPER_MODEL
         model.mkdir()
         source = _whisper_sources(Path(from_path), staging) if from_path is not None else None
@@ -498,16 +508,7 @@ def install_whisper(
                     "nothing was installed. It is damaged or a different model: get the files again "
                     f"(cramp-coach models install {WHISPER_MODEL})"
                 )
-        old = None
-        if dest.exists():
-            old = root / f".removing-{WHISPER_MODEL}-{os.getpid()}"
-            dest.rename(old)
-        model.rename(dest)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        return dest
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        return _move_into_place(model, root / WHISPER_MODEL)
 
 
 # ------------------------------------------------------------------ command line
