@@ -359,14 +359,7 @@ class UtterancePipeline:
         if self._early is None:
             self._send(seg.audio)
         if seg.ended:
-            final = self.finish(self.ctx, t)
-            if self._early is not None:
-                self._final[id(self._early)] = (self._early, final)
-            else:
-                self.decoder.end(final)
-            self.ctx = None
-            self._early = None
-            self._audio = []
+            self._end(t)
             return True
         if seg.went_quiet and self.early and self._early is None and self._drops < EARLY_DROPS:
             self._early = self.finish(self.ctx, t)
@@ -398,6 +391,13 @@ class UtterancePipeline:
         """The audio ran out mid-utterance (a file, a benchmark scene): decode what there is."""
         if self.ctx is None:
             return False
+        self._end(t)
+        self.endpointer.reset()
+        return True
+
+    def _end(self, t: float) -> None:
+        """The utterance under way ended at ``t``: decode it, or let its early decode stand."""
+        assert self.ctx is not None
         final = self.finish(self.ctx, t)
         if self._early is not None:
             self._final[id(self._early)] = (self._early, final)
@@ -406,8 +406,6 @@ class UtterancePipeline:
         self.ctx = None
         self._early = None
         self._audio = []
-        self.endpointer.reset()
-        return True
 
     def abort(self) -> None:
         """The microphone went away mid-utterance: nothing to decode."""
