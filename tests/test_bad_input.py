@@ -465,12 +465,12 @@ def _cases() -> list[Case]:
         ("CRAMP_COACH_RATE", "fast", r"CRAMP_COACH_RATE: bad value 'fast' for voice.rate.*whole number"),
         ("CRAMP_COACH_SILENCE_TIMEOUT", "-5", r"CRAMP_COACH_SILENCE_TIMEOUT: .*range"),
         ("CRAMP_COACH_HOLD_SECONDS", "1.5", r"CRAMP_COACH_HOLD_SECONDS: .*whole number"),
-        ("CRAMP_COACH_ENGINE", "whisper", r"CRAMP_COACH_ENGINE: .*allowed: auto, vosk, pocketsphinx"),
+        ("CRAMP_COACH_ENGINE", "kaldi", r"CRAMP_COACH_ENGINE: .*allowed: auto, vosk, pocketsphinx, whisper"),
     ):
         add(Case(f"config-env-{var}", lambda tmp, var=var, value=value: (["--text"], {var: value}), (needle,)))
 
     for args, needle in (
-        (["--engine", "whisper"], r"--engine: bad value 'whisper'.*allowed"),
+        (["--engine", "kaldi"], r"--engine: bad value 'kaldi'.*allowed"),
         (["--time-scale", "-1"], r"--time-scale.*positive"),
         (["--time-scale", "0"], r"--time-scale.*positive"),
         (["--time-scale", "fast"], r"--time-scale.*fast"),
