@@ -102,18 +102,20 @@ class _Pyttsx3Worker:
                 # pyttsx3 2.99 applies voice/rate reliably only before the first render
                 # (later changes are queued off by one, and a rate set after a voice
                 # change is ignored): one voice per process.
-                # Rate and volume go again with every line: the same values each time, so
-                # the off-by-one does no harm, and a first line that lost its rate (seen
-                # under load, ~1 in 20 cold starts) is mended by the retry below.
                 if applied is None:
                     if settings.voice:
                         engine.setProperty("voice", settings.voice)
+                    engine.setProperty("rate", int(settings.rate))
+                    engine.setProperty("volume", float(settings.volume))
+                    # Settle them, then say them again with the first line: queued only
+                    # with it, the rate was lost under load (~1 in 20 cold starts here).
+                    engine.runAndWait()
+                    engine.setProperty("rate", int(settings.rate))
+                    engine.setProperty("volume", float(settings.volume))
                     applied = settings
                 elif settings != applied and not warned:
                     log.warning("pyttsx3 keeps its first voice settings (%s); ignoring %s", applied, settings)
                     warned = True
-                engine.setProperty("rate", int(applied.rate))
-                engine.setProperty("volume", float(applied.volume))
                 engine.save_to_file(text, str(path))
                 engine.runAndWait()
             except BaseException as exc:  # noqa: BLE001 - reported to the caller
