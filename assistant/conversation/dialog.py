@@ -768,14 +768,21 @@ class Coach:
     def _offer_causes(self) -> None:
         self._offer("causes")
 
+    def _after_relief_common(self, intent: str, slots: dict[str, str]) -> bool:
+        """Intents an offer and a question both take before their own answers: a new cramp
+        restarts relief, a question is answered (and the open one asked again). True if handled."""
+        if intent == "cramp_start":
+            self._restart_relief(slots)
+        elif intent in ASK_INTENTS:
+            self._answer(intent)
+        else:
+            return False
+        return True
+
     def _in_offer(self, intent: str, slots: dict[str, str]) -> bool:
         ep = self.episode
         assert ep is not None
-        if intent == "cramp_start":
-            self._restart_relief(slots)
-            return True
-        if intent in ASK_INTENTS:
-            self._answer(intent)
+        if self._after_relief_common(intent, slots):
             return True
         if intent not in ANSWERS:
             return False
@@ -863,11 +870,7 @@ class Coach:
     def _in_question(self, intent: str, slots: dict[str, str]) -> bool:
         ep = self.episode
         assert ep is not None
-        if intent == "cramp_start":
-            self._restart_relief(slots)
-            return True
-        if intent in ASK_INTENTS:
-            self._answer(intent)
+        if self._after_relief_common(intent, slots):
             return True
         q = self.content.questions[ep.question_index]
         if intent == "medication" or (intent == "yes" and "medication" in slots):
