@@ -6,5 +6,4 @@
   thread, and the optional neural Piper voice.
 - :mod:`~assistant.speech_out.speakers` — the one ``Speaker`` protocol; the device
   speaker, the resilient speaker that prints when the sound fails, the text trace.
-- :mod:`~assistant.speech_out.speak` — old import names, re-exported for compatibility.
 """
