@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 TIME_SCALE = 10.0
@@ -217,12 +218,21 @@ def spoken(lines: Sequence[str]) -> list[str]:
     and the quiet-moment lines aside (the first-use disclaimer and each routine's line for the
     quiet part of its hold: which of them fills a hold that a line typed mid-hold cuts short
     depends on how busy the machine is)."""
+    from assistant.paths import prompts_dir
+
+    movable = _quiet_moment_lines(prompts_dir())
+    return [line for line in lines if not line.startswith("coach:    ...") and line not in movable]
+
+
+@lru_cache(maxsize=4)
+def _quiet_moment_lines(directory: Path) -> frozenset[str]:
+    """The quiet-moment lines as printed, loaded once per prompts directory: ``--check`` calls
+    :func:`spoken` twice per scenario and loading and validating ``prompts/`` is not free."""
     from assistant.conversation.content import load_content
 
-    content = load_content()
+    content = load_content(directory)
     quiet = [content.lines["relief.disclaimer"], *(r.during for r in content.routines.values() if r.during)]
-    movable = {f"coach: {text}" for phrases in quiet for text in phrases.options}
-    return [line for line in lines if not line.startswith("coach:    ...") and line not in movable]
+    return frozenset(f"coach: {text}" for phrases in quiet for text in phrases.options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
