@@ -19,9 +19,10 @@ import yaml
 
 from assistant.conversation.datafile import DataFileError
 from assistant.conversation.intents import IntentSet
+from assistant.speech_in.alignment import PHONETIC_COSTS, align
 from assistant.speech_in.grammar import compile_fsg, context_graph, phrases
 from assistant.speech_in.wav import write_wav
-from assistant.speech_in.wordgraph import align, build_graph
+from assistant.speech_in.wordgraph import build_graph
 
 ROOT = Path(__file__).resolve().parents[1]
 REALSPEECH = Path(os.environ.get("CRAMP_REALSPEECH", ROOT.parent / "shared" / "realspeech"))
@@ -89,12 +90,12 @@ def test_a_free_transcript_is_aligned_to_the_nearest_order(coffee):
         ("can i get a large double shot latte with soy milk please",
          "can i get a large double shot latte with soy milk"),
     ]:
-        found = align(graph, heard.split())
-        assert found is not None and found.text == want, (heard, found)
-        assert coffee.match(found.text) is not None
-    exact = align(graph, "brew an americano".split())
+        found = align(graph, heard.split(), PHONETIC_COSTS)
+        assert found and found[0].text == want, (heard, found)
+        assert coffee.match(found[0].text) is not None
+    [exact] = align(graph, "brew an americano".split(), PHONETIC_COSTS)
     assert exact.cost == 0 and exact.per_word == 0
-    unrelated = align(graph, "the dog ate my homework yesterday afternoon".split())
+    [unrelated] = align(graph, "the dog ate my homework yesterday afternoon".split(), PHONETIC_COSTS)
     assert unrelated.per_word > 0.4  # far: a score gate can reject it
 
 
@@ -145,7 +146,7 @@ def test_the_cramp_grammar_graph_drops_words_the_engine_cannot_say():
     intents = IntentSet.load(prompts_dir() / "intents.yaml")
     full = build_graph(intents.intents, intents.names)
     without = build_graph(intents.intents, intents.names, known=lambda w: w != "cramping")
-    assert "cramping" in full.vocabulary() and "cramping" not in without.vocabulary()
+    assert "cramping" in full.words and "cramping" not in without.words
     assert without.accepts("charley horse".split())
 
 

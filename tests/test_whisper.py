@@ -20,10 +20,11 @@ from speech_fixtures import intent_set  # noqa: F401
 from assistant.conversation.dialog import CONTEXTS
 from assistant.conversation.intents import IntentSet
 from assistant.speech_in import models
+from assistant.speech_in.alignment import align
 from assistant.speech_in.recognizers import create_recognizer, recognize_pcm
-from assistant.speech_in.sentence_graph import align, build_graph, spoken_words
 from assistant.speech_in.wav import write_wav
 from assistant.speech_in.whisper import WhisperRecognizer, log_mel, speech_span
+from assistant.speech_in.wordgraph import build_graph, spoken_words
 from assistant.testing.speechgen import OUT_OF_DOMAIN, VOICES, kitchen_noise, synthesize
 
 REALSPEECH = Path("/work/shared/realspeech")
@@ -90,7 +91,7 @@ def fully_right(recognizer, intents, audio, label) -> bool:
 
 
 def test_a_grammar_of_millions_of_sentences_is_a_small_graph(coffee):
-    graph = build_graph(coffee, None)
+    graph = build_graph(coffee.intents, coffee.names, spoken=True)
     assert graph.size < 500  # millions of sentences, a few dozen states
     assert "cappuccino" in graph.words and "sweetener" in graph.words
     heard = spoken_words("Make me a medium rose cap a chain with 12 ounce...")

@@ -225,7 +225,7 @@ def compile_fsg(
     """
     names = intent_set.check_names(only) if only is not None else intent_set.names
     full = build_graph(intent_set.intents, names)
-    dropped = sorted(w for w in full.vocabulary() if not known(w))
+    dropped = sorted(w for w in full.words if not known(w))
     if dropped:
         log.warning("words missing from the recognizer's dictionary (sentences using them are skipped): %s",
                     ", ".join(dropped))
@@ -236,7 +236,7 @@ def compile_fsg(
     transitions = graph.transitions()
     if garbage and garbage_below is not None and graph.shortest(garbage_below[0]) >= garbage_below[1]:
         garbage = False
-    fillers = [w for w in GARBAGE_WORDS if w not in graph.vocabulary() and known(w)] if garbage else []
+    fillers = [w for w in GARBAGE_WORDS if w not in graph.words and known(w)] if garbage else []
     if not fillers:
         return 0, end, transitions
     start, loop, word_end = end + 1, end + 2, end + 3
@@ -265,4 +265,4 @@ def context_graph(intent_set: IntentSet, only: Sequence[str] | None) -> WordGrap
 
 def vocabulary(intent_set: IntentSet, only: Iterable[str] | None = None) -> set[str]:
     """All words the intents can use."""
-    return context_graph(intent_set, list(only) if only is not None else None).vocabulary()
+    return set(context_graph(intent_set, list(only) if only is not None else None).words)

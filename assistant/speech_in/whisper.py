@@ -8,7 +8,8 @@ transcribes freely ("medium rose cap a chain"). Per utterance:
    window costs ~4x the CPU; with no padding at all the decoder repeats itself);
 2. one encoder pass and a greedy free decode;
 3. the free transcript is aligned to the context's word graph
-   (:mod:`assistant.speech_in.sentence_graph`): the nearest grammar sentences;
+   (:mod:`assistant.speech_in.wordgraph`, :mod:`assistant.speech_in.alignment`): the nearest
+   grammar sentences;
 4. each candidate and the free transcript are scored by Whisper itself (token
    log-probabilities, teacher-forced with CTranslate2 ``Whisper.align`` on the same encoder
    output); the best candidate wins;
@@ -32,8 +33,9 @@ import numpy as np
 
 from assistant.conversation.intents import IntentSet
 from assistant.errors import UserFacingError
+from assistant.speech_in.alignment import Alignment, Costs, align
 from assistant.speech_in.recognizers import SAMPLE_RATE, WAKE_INTENTS, Transcript
-from assistant.speech_in.sentence_graph import Alignment, Costs, WordGraph, align, build_graph, spoken_words
+from assistant.speech_in.wordgraph import WordGraph, build_graph, spoken_words
 
 log = logging.getLogger(__name__)
 
@@ -300,7 +302,8 @@ class WhisperRecognizer:
     def _graph(self, key: tuple[str, ...] | None) -> tuple[WordGraph, int]:
         found = self._graphs.get(key)
         if found is None:
-            graph = build_graph(self.intent_set, key)
+            names = self.intent_set.check_names(key) if key is not None else self.intent_set.names
+            graph = build_graph(self.intent_set.intents, names, spoken=True)
             found = (graph, _longest(graph))
             self._graphs[key] = found
         return found
@@ -418,7 +421,7 @@ class WhisperRecognizer:
         decision.margin = logps[best] - free
         decision.candidates = [(" ".join(a.words), lp - free) for a, lp in zip(alignments, logps, strict=False)]
         said = len(alignments[best].words)
-        per_word = decision.edit_cost / max(len(heard), said, 1)
+        per_word = alignments[best].per_word
         strict = key is None or not WAKE_INTENTS.isdisjoint(key)
         gate = self.gate if strict else LENIENT_GATE
         most = self.max_cost_per_word if strict else LENIENT_COST_PER_WORD

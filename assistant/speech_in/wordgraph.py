@@ -10,14 +10,14 @@ listening context become one deterministic, minimal, acyclic word automaton
   turns its phrase list into a bigram model anyway; the text is parsed afterwards);
 * the PocketSphinx search graph (:meth:`WordGraph.transitions`, a finite-state grammar
   with shared states, so nothing is inlined or duplicated);
-* alignment of a free transcript to the grammar (:func:`align`): the closest sentence
-  the grammar allows, with phonetic word costs from the CMU dictionary that ships with
-  pocketsphinx, for engines that decode without the grammar (Whisper).
+* the sentences a free transcript is aligned to (:mod:`assistant.speech_in.alignment`),
+  for engines that decode without the grammar (Whisper): built with ``spoken=True``, so
+  number ranges are words too ("twelve ounce"), and the transcript split the same way
+  (:func:`spoken_words`).
 
-It is built in two steps so it stays small: templates are first compiled with each slot
-list as a single symbol (80 templates × 9 openings collapse into a few dozen states),
-then every slot symbol is replaced by the list's own minimal graph, and the result is
-minimized again.
+The templates become an automaton with empty steps, which is made deterministic and then
+minimal in one pass (acyclic: states with the same future merge). The coffee grammar is
+~20,000 automaton states before, a few dozen after.
 
 The same construction checks templates at load time (:func:`ambiguity`): hassil's matcher
 keeps every way a template can match the same words alive at once, so a template that
@@ -26,26 +26,25 @@ reads one sentence hundreds of ways is refused. Sentence count alone is never an
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 from hassil import Intents
 from hassil.expression import Alternative, Expression, Group, ListReference, Permutation, RuleReference, TextChunk
-from hassil.intents import TextSlotList
+from hassil.intents import RangeSlotList, TextSlotList
 
 log = logging.getLogger(__name__)
 
 _WORD = re.compile(r"[a-z0-9']+")
 
 MAX_STATES = 200_000
-"""Most automaton states one template or context may need (the coffee grammar: ~3,000 words
-of automaton before minimizing). Past it the template is pathological, not just large."""
+"""Most automaton states one template may need, and one context after determinizing (the coffee
+grammar: ~3,600). Past it the template is pathological, not just large."""
 
 MAX_ORDERS = 5040
 """Most orders a permutation ``(a;b;c…)`` may have (7 parts): hassil tries every one."""
@@ -58,120 +57,181 @@ class GraphError(ValueError):
     """A template the graph cannot be built for (too large, or refers to itself)."""
 
 
+# --------------------------------------------------------------------------- words
+
+
 def words_of(text: str) -> list[str]:
     """Lower-case words, as :func:`assistant.conversation.intents.normalize` splits them."""
     return _WORD.findall(text.lower().replace("’", "'"))
+
+
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+         "sixteen seventeen eighteen nineteen").split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_DIGITS = re.compile(r"\d+")
+
+
+def number_words(n: int) -> str:
+    """0..999999 in words, as people say them ("twelve", "one hundred twenty")."""
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
+    if n < 1000:
+        rest = n % 100
+        return _ONES[n // 100] + " hundred" + ("" if rest == 0 else " " + number_words(rest))
+    rest = n % 1000
+    return number_words(n // 1000) + " thousand" + ("" if rest == 0 else " " + number_words(rest))
+
+
+def spoken_words(text: str) -> list[str]:
+    """A free transcript as grammar words: lower case, digits spelled out, hyphens split
+    ("a 12-ounce latte" → a twelve ounce latte), as in a graph built with ``spoken=True``."""
+    text = text.lower().replace("-", " ")
+    return words_of(_DIGITS.sub(lambda m: " " + number_words(int(m.group())) + " " if len(m.group()) <= 6 else " ",
+                                text))
 
 
 # --------------------------------------------------------------------------- NFA construction
 
 
 class _Nfa:
-    """A growing automaton: ``arcs[state]`` is a list of (symbol or None for epsilon, next)."""
+    """A growing automaton: ``arcs[state]`` (word, next) pairs, ``eps[state]`` empty steps."""
 
-    def __init__(self, budget: int = MAX_STATES) -> None:
-        self.arcs: list[list[tuple[str | None, int]]] = []
+    def __init__(self, budget: int | None = MAX_STATES) -> None:
+        self.arcs: list[list[tuple[str, int]]] = []
+        self.eps: list[list[int]] = []
         self.budget = budget
 
     def state(self) -> int:
-        if len(self.arcs) >= self.budget:
+        if self.budget is not None and len(self.arcs) >= self.budget:
             raise GraphError(f"needs more than {self.budget} automaton states")
         self.arcs.append([])
+        self.eps.append([])
         return len(self.arcs) - 1
 
-    def arc(self, src: int, symbol: str | None, dst: int) -> None:
-        self.arcs[src].append((symbol, dst))
+    def words(self, start: int, words: Sequence[str]) -> int:
+        """A chain of ``words`` after ``start``; its last state."""
+        for word in words:
+            nxt = self.state()
+            self.arcs[start].append((word, nxt))
+            start = nxt
+        return start
 
 
 class _Builder:
-    """hassil expressions → NFA. Slot lists become one ``{name}`` symbol, or their words."""
+    """hassil expressions → NFA. Text slot lists are inlined at each reference.
 
-    def __init__(self, intents: Intents, nfa: _Nfa, expand_lists: bool) -> None:
+    Lists without words (numbers, wildcards) become one ``{name}`` placeholder, which the
+    engines drop with their unknown words; with ``spoken``, number ranges become their
+    words ("twelve") and a template with a wildcard cannot be said (it is left out).
+    """
+
+    def __init__(self, intents: Intents, nfa: _Nfa, spoken: bool) -> None:
         self.intents = intents
         self.nfa = nfa
-        self.expand_lists = expand_lists
+        self.spoken = spoken
         self._active: list[str] = []
 
-    def build(self, expr: Expression, a: int, b: int) -> None:
+    def build(self, expr: Expression, start: int) -> int | None:
+        """Add ``expr`` after ``start``; the end state, or None when it cannot be said."""
         nfa = self.nfa
         if isinstance(expr, TextChunk):
-            self._chain(words_of(expr.text), a, b)
-        elif isinstance(expr, Alternative):
-            for item in expr.items:
-                self.build(item, a, b)
-            if expr.is_optional:
-                nfa.arc(a, None, b)
-        elif isinstance(expr, Permutation):
+            return nfa.words(start, words_of(expr.text))
+        if isinstance(expr, Alternative):
+            return self._choice(start, expr.items, expr.is_optional)
+        if isinstance(expr, Permutation):
             orders = math.factorial(len(expr.items))
             if orders > MAX_ORDERS:
                 raise GraphError(f"a permutation of {len(expr.items)} parts has {orders} orders (at most {MAX_ORDERS})")
-            self._permutations(list(expr.items), a, b)
-        elif isinstance(expr, Group):  # a sequence
-            self._sequence(expr.items, a, b)
-        elif isinstance(expr, RuleReference):
+            return self._permutation(list(expr.items), start)
+        if isinstance(expr, Group):  # a sequence
+            state: int | None = start
+            for item in expr.items:
+                if state is None:
+                    return None
+                state = self.build(item, state)
+            return state
+        if isinstance(expr, ListReference):
+            return self._list(expr, start)
+        if isinstance(expr, RuleReference):
             rule = self.intents.expansion_rules.get(expr.rule_name)
             if rule is None:
                 raise GraphError(f"unknown rule <{expr.rule_name}>")
-            self._inline(f"<{expr.rule_name}>", rule.expression, a, b)
-        elif isinstance(expr, ListReference):
-            slot_list = self.intents.slot_lists.get(expr.list_name)
-            if not self.expand_lists:
-                nfa.arc(a, "{" + expr.list_name + "}", b)
-            elif isinstance(slot_list, TextSlotList):
-                body = Alternative(items=[v.text_in for v in slot_list.values])
-                self._inline("{" + expr.list_name + "}", body, a, b)
-            else:  # numbers or a wildcard: no words to listen for
-                nfa.arc(a, "{" + expr.list_name + "}", b)
-        else:
-            raise GraphError(f"unsupported template element {type(expr).__name__}")
+            with self._inside(f"<{expr.rule_name}>"):
+                return self.build(rule.expression, start)
+        raise GraphError(f"unsupported template element {type(expr).__name__}")
 
-    def _inline(self, key: str, body: Expression, a: int, b: int) -> None:
+    @contextlib.contextmanager
+    def _inside(self, key: str) -> Iterator[None]:
+        """Building rule or list ``key``: refused when it is already being built (a loop)."""
         if key in self._active:
             raise GraphError(f"{key} refers to itself ({' -> '.join([*self._active, key])})")
         self._active.append(key)
         try:
-            self.build(body, a, b)
+            yield
         finally:
             self._active.pop()
 
-    def _chain(self, words: Sequence[str], a: int, b: int) -> None:
-        if not words:
-            self.nfa.arc(a, None, b)
-            return
-        here = a
-        for word in words[:-1]:
-            nxt = self.nfa.state()
-            self.nfa.arc(here, word, nxt)
-            here = nxt
-        self.nfa.arc(here, words[-1], b)
+    def _choice(self, start: int, items: Iterable[Expression | list[str]], optional: bool = False) -> int | None:
+        """One branch per item (an expression, or words) from ``start`` to one end state."""
+        nfa = self.nfa
+        end = nfa.state()
+        spoken = optional
+        if optional:
+            nfa.eps[start].append(end)
+        for item in items:
+            branch = nfa.state()
+            nfa.eps[start].append(branch)
+            stop = nfa.words(branch, item) if isinstance(item, list) else self.build(item, branch)
+            if stop is not None:
+                nfa.eps[stop].append(end)
+                spoken = True
+        return end if spoken else None
 
-    def _sequence(self, items: Sequence[Expression], a: int, b: int) -> None:
+    def _permutation(self, items: list[Expression], start: int) -> int | None:
         if not items:
-            self.nfa.arc(a, None, b)
-            return
-        here = a
-        for item in items[:-1]:
-            nxt = self.nfa.state()
-            self.build(item, here, nxt)
-            here = nxt
-        self.build(items[-1], here, b)
+            return start
+        end = self.nfa.state()
+        spoken = False
+        for i, item in enumerate(items):
+            branch = self.nfa.state()
+            self.nfa.eps[start].append(branch)
+            mid = self.build(item, branch)
+            if mid is None:
+                continue
+            stop = self._permutation(items[:i] + items[i + 1:], mid)
+            if stop is not None:
+                self.nfa.eps[stop].append(end)
+                spoken = True
+        return end if spoken else None
 
-    def _permutations(self, items: list[Expression], a: int, b: int) -> None:
-        if len(items) == 1:
-            self.build(items[0], a, b)
-            return
-        for i, first in enumerate(items):
-            mid = self.nfa.state()
-            self.build(first, a, mid)
-            self._permutations(items[:i] + items[i + 1:], mid, b)
+    def _list(self, ref: ListReference, start: int) -> int | None:
+        slot_list = self.intents.slot_lists.get(ref.list_name)
+        values: list[Expression | list[str]]
+        if self.spoken and ref.is_inline_range:
+            low, high, step = ref.get_inline_range() or (0, -1, 1)
+            values = [number_words(n).split() for n in range(low, high + 1, step)]
+        elif isinstance(slot_list, TextSlotList):
+            values = [v.text_in for v in slot_list.values]
+        elif not self.spoken:  # numbers or a wildcard: no words to listen for
+            return self.nfa.words(start, ["{" + ref.list_name + "}"])
+        elif isinstance(slot_list, RangeSlotList):
+            values = [number_words(n).split() for n in range(slot_list.start, slot_list.stop + 1, slot_list.step)
+                      if 0 <= n < 10**6]
+        else:
+            log.warning("slot list {%s} has no spoken values (wildcard or unknown); skipped", ref.list_name)
+            return None
+        with self._inside("{" + ref.list_name + "}"):
+            return self._choice(start, values)
 
 
 def _closure(nfa: _Nfa, states: Iterable[int]) -> frozenset[int]:
     seen = set(states)
     stack = list(seen)
     while stack:
-        for symbol, nxt in nfa.arcs[stack.pop()]:
-            if symbol is None and nxt not in seen:
+        for nxt in nfa.eps[stack.pop()]:
+            if nxt not in seen:
                 seen.add(nxt)
                 stack.append(nxt)
     return frozenset(seen)
@@ -182,19 +242,28 @@ def _closure(nfa: _Nfa, states: Iterable[int]) -> frozenset[int]:
 
 @dataclass(frozen=True)
 class WordGraph:
-    """A deterministic, minimal, acyclic word automaton: state 0 is the start."""
+    """A deterministic, minimal, acyclic word automaton: state 0 is the start.
+
+    States are numbered from the start, depth first in word order, so the same language
+    always gives the same graph, however its templates were written.
+    """
 
     arcs: tuple[tuple[tuple[str, int], ...], ...]
-    """``arcs[state]``: (word, next state) pairs, one per word."""
+    """``arcs[state]``: (word, next state) pairs, one per word, in word order."""
     finals: frozenset[int]
     """States where a sentence may end."""
+    order: tuple[int, ...]
+    """Every state, each before the states its arcs lead to, in the order the templates built
+    them: alignment visits states in this order, so it breaks ties between equal costs."""
 
     @property
     def size(self) -> int:
         return len(self.arcs)
 
-    def vocabulary(self) -> set[str]:
-        return {word for arcs in self.arcs for word, _ in arcs}
+    @functools.cached_property
+    def words(self) -> frozenset[str]:
+        """Every word of the graph (with ``{list}`` placeholders, unless built ``spoken``)."""
+        return frozenset(word for arcs in self.arcs for word, _ in arcs)
 
     def accepts(self, words: Sequence[str]) -> bool:
         state = 0
@@ -204,24 +273,6 @@ class WordGraph:
                 return False
             state = nxt
         return state in self.finals
-
-    @functools.cached_property
-    def order(self) -> tuple[int, ...]:
-        """States in topological order (every arc goes forward)."""
-        indegree = [0] * self.size
-        for arcs in self.arcs:
-            for _, nxt in arcs:
-                indegree[nxt] += 1
-        ready = [s for s in range(self.size) if indegree[s] == 0]
-        out: list[int] = []
-        while ready:
-            state = ready.pop()
-            out.append(state)
-            for _, nxt in self.arcs[state]:
-                indegree[nxt] -= 1
-                if indegree[nxt] == 0:
-                    ready.append(nxt)
-        return tuple(out)
 
     def sentence_count(self) -> int:
         """How many sentences the graph stands for (exact, however many)."""
@@ -246,10 +297,14 @@ class WordGraph:
         return out
 
     def _shortest(self) -> tuple[list[list[str]], list[list[str]]]:
-        """Shortest word path from the start to each state, and from each state to an end."""
+        """Shortest word path from the start to each state, and from each state to an end.
+
+        Ties go by word order, not by :attr:`order`, so the phrase list depends on the
+        language alone."""
+        order = _topological([[nxt for _, nxt in arcs] for arcs in self.arcs])
         to: list[list[str] | None] = [None] * self.size
         to[0] = []
-        for state in self.order:
+        for state in order:
             path = to[state]
             if path is None:
                 continue
@@ -257,7 +312,7 @@ class WordGraph:
                 if to[nxt] is None or len(to[nxt]) > len(path) + 1:  # type: ignore[arg-type]
                     to[nxt] = [*path, word]
         rest: list[list[str] | None] = [None] * self.size
-        for state in reversed(self.order):
+        for state in reversed(order):
             best: list[str] | None = [] if state in self.finals else None
             for word, nxt in self.arcs[state]:
                 tail = rest[nxt]
@@ -322,133 +377,118 @@ class WordGraph:
         return out
 
 
-def _determinize(nfa: _Nfa, start: int, final: int) -> WordGraph:
-    """Subset construction then minimization (merge states with the same future)."""
-    first = _closure(nfa, [start])
-    index = {first: 0}
-    subsets = [first]
-    arcs: list[dict[str, int]] = []
-    i = 0
-    while i < len(subsets):
-        moves: dict[str, set[int]] = {}
-        for state in subsets[i]:
-            for symbol, nxt in nfa.arcs[state]:
-                if symbol is not None:
-                    moves.setdefault(symbol, set()).add(nxt)
-        out: dict[str, int] = {}
-        for symbol, targets in moves.items():
-            subset = _closure(nfa, targets)
-            if subset not in index:
-                if len(subsets) >= nfa.budget:
-                    raise GraphError(f"needs more than {nfa.budget} automaton states")
-                index[subset] = len(subsets)
-                subsets.append(subset)
-            out[symbol] = index[subset]
-        arcs.append(out)
-        i += 1
-    finals = {i for i, subset in enumerate(subsets) if final in subset}
-    return _minimize(arcs, finals)
-
-
-def _minimize(arcs: list[dict[str, int]], finals: set[int]) -> WordGraph:
-    """Merge states with identical futures (exact for acyclic automata), drop dead ends."""
-    n = len(arcs)
-    indegree = [0] * n
-    for state_arcs in arcs:
-        for nxt in state_arcs.values():
+def _topological(successors: Sequence[Iterable[int]]) -> list[int]:
+    """States in topological order: a stack of the states whose predecessors are all placed,
+    successors taken in the order given. Raises :class:`GraphError` on a cycle."""
+    successors = [list(nexts) for nexts in successors]
+    indegree = [0] * len(successors)
+    for nexts in successors:
+        for nxt in nexts:
             indegree[nxt] += 1
-    ready = [s for s in range(n) if indegree[s] == 0]
+    ready = [s for s in range(len(successors)) if indegree[s] == 0]
     order: list[int] = []
     while ready:
         state = ready.pop()
         order.append(state)
-        for nxt in arcs[state].values():
+        for nxt in successors[state]:
             indegree[nxt] -= 1
             if indegree[nxt] == 0:
                 ready.append(nxt)
-    if len(order) != n:
+    if len(order) != len(successors):
         raise GraphError("the templates loop back on themselves")
+    return order
+
+
+def _determinize(nfa: _Nfa, start: int, finals: set[int]) -> WordGraph:
+    """Subset construction (depth first), then :func:`_minimize`."""
+    first = _closure(nfa, [start])
+    index = {first: 0}
+    todo = [first]
+    arcs: list[dict[str, int]] = [{}]
+    final = {0} if first & finals else set()
+    while todo:
+        current = todo.pop()
+        by_word: dict[str, list[int]] = {}
+        for state in current:
+            for word, nxt in nfa.arcs[state]:
+                by_word.setdefault(word, []).append(nxt)
+        here = index[current]
+        for word, targets in by_word.items():
+            subset = _closure(nfa, targets)
+            number = index.get(subset)
+            if number is None:
+                if len(index) >= MAX_STATES:
+                    raise GraphError(f"needs more than {MAX_STATES} automaton states")
+                number = index[subset] = len(arcs)
+                arcs.append({})
+                if subset & finals:
+                    final.add(number)
+                todo.append(subset)
+            arcs[here][word] = number
+    return _minimize(arcs, final)
+
+
+def _minimize(arcs: list[dict[str, int]], finals: set[int]) -> WordGraph:
+    """Merge states with identical futures (exact for acyclic automata), drop dead ends.
+
+    :attr:`WordGraph.order` follows the order the arcs were added in (each merged state
+    as its first state built), so alignment ties do not depend on the numbering.
+    """
+    built = _topological([state_arcs.values() for state_arcs in arcs])
     klass: dict[int, int] = {}
     signatures: dict[tuple[bool, tuple[tuple[str, int], ...]], int] = {}
-    for state in reversed(order):
+    first: dict[int, dict[str, int]] = {}
+    for state in reversed(built):
         moves = tuple(sorted((w, klass[nxt]) for w, nxt in arcs[state].items() if klass[nxt] >= 0))
         if not moves and state not in finals:
             klass[state] = -1  # dead end
             continue
-        signature = (state in finals, moves)
-        klass[state] = signatures.setdefault(signature, len(signatures))
+        klass[state] = signatures.setdefault((state in finals, moves), len(signatures))
     if klass.get(0, -1) < 0:
-        return WordGraph(((),), frozenset())
-    # Renumber from the start so state 0 is the start.
-    new: dict[int, int] = {}
+        return WordGraph(((),), frozenset(), (0,))
+    for state in built:
+        if klass[state] >= 0:
+            first.setdefault(klass[state], arcs[state])
+    # Renumber from the start, depth first in word order, so state 0 is the start.
     by_class = {c: sig for sig, c in signatures.items()}
+    new = {klass[0]: 0}
     stack = [klass[0]]
-    new[klass[0]] = 0
     while stack:
-        c = stack.pop()
-        for _, nxt in by_class[c][1]:
+        for _, nxt in by_class[stack.pop()][1]:
             if nxt not in new:
                 new[nxt] = len(new)
                 stack.append(nxt)
     out: list[tuple[tuple[str, int], ...]] = [()] * len(new)
-    final_states = set()
+    as_built: list[list[int]] = [[] for _ in new]
     for c, idx in new.items():
-        is_final, moves = by_class[c]
-        out[idx] = tuple((w, new[nxt]) for w, nxt in moves)
-        if is_final:
-            final_states.add(idx)
-    return WordGraph(tuple(out), frozenset(final_states))
+        out[idx] = tuple((w, new[nxt]) for w, nxt in by_class[c][1])
+        as_built[idx] = [new[klass[nxt]] for nxt in first[c].values() if klass[nxt] >= 0]
+    final_states = frozenset(idx for c, idx in new.items() if by_class[c][0])
+    return WordGraph(tuple(out), final_states, tuple(_topological(as_built)))
 
 
-def _graph_of(intents: Intents, expressions: Iterable[Expression], expand_lists: bool) -> WordGraph:
-    nfa = _Nfa()
-    start, final = nfa.state(), nfa.state()
-    builder = _Builder(intents, nfa, expand_lists)
-    for expr in expressions:
-        builder.build(expr, start, final)
-    return _determinize(nfa, start, final)
-
-
-def _expand_slots(intents: Intents, graph: WordGraph) -> WordGraph:
-    """Replace every ``{list}`` symbol with a copy of that list's own minimal graph."""
-    nfa = _Nfa()
-    for _ in range(graph.size + 1):
-        nfa.state()
-    final = graph.size
-    lists: dict[str, WordGraph] = {}
-    for state, arcs in enumerate(graph.arcs):
-        if state in graph.finals:
-            nfa.arc(state, None, final)
-        for symbol, nxt in arcs:
-            if not symbol.startswith("{"):
-                nfa.arc(state, symbol, nxt)
-                continue
-            name = symbol[1:-1]
-            if name not in lists:
-                slot_list = intents.slot_lists.get(name)
-                if not isinstance(slot_list, TextSlotList):
-                    nfa.arc(state, symbol, nxt)  # numbers / wildcard: nothing to say
-                    continue
-                lists[name] = _graph_of(intents, [v.text_in for v in slot_list.values], expand_lists=True)
-            sub = lists[name]
-            copy = [nfa.state() for _ in range(sub.size)]
-            nfa.arc(state, None, copy[0])
-            for s, sub_arcs in enumerate(sub.arcs):
-                for word, t in sub_arcs:
-                    nfa.arc(copy[s], word, copy[t])
-                if s in sub.finals:
-                    nfa.arc(copy[s], None, nxt)
-    return _determinize(nfa, 0, final)
-
-
-def build_graph(intents: Intents, names: Sequence[str], known: Callable[[str], bool] | None = None) -> WordGraph:
+def build_graph(intents: Intents, names: Sequence[str], known: Callable[[str], bool] | None = None,
+                spoken: bool = False) -> WordGraph:
     """The word graph of the templates of intents ``names`` (a listening context).
 
     ``known`` says whether an engine can pronounce a word; arcs with other words are
-    dropped (with whatever only they led to).
+    dropped (with whatever only they led to). ``spoken``: number ranges as their words,
+    templates with wildcards left out (what a free transcript can be aligned to); else
+    such lists are ``{name}`` placeholders.
     """
-    expressions = [s.expression for name in names for data in intents.intents[name].data for s in data.sentences]
-    graph = _expand_slots(intents, _graph_of(intents, expressions, expand_lists=False))
+    nfa = _Nfa(budget=None)  # the sum of the templates, each held to MAX_STATES by IntentSet.load
+    builder = _Builder(intents, nfa, spoken)
+    start = nfa.state()
+    finals: set[int] = set()
+    for name in names:
+        for data in intents.intents[name].data:
+            for sentence in data.sentences:
+                branch = nfa.state()
+                nfa.eps[start].append(branch)
+                end = builder.build(sentence.expression, branch)
+                if end is not None:
+                    finals.add(end)
+    graph = _determinize(nfa, start, finals)
     return graph if known is None else graph.restrict(known)
 
 
@@ -473,8 +513,8 @@ def ambiguity(intents: Intents, expr: Expression, most: int) -> Ambiguity:
     Raises :class:`GraphError` for templates too large to check or that refer to themselves.
     """
     nfa = _Nfa()
-    start, final = nfa.state(), nfa.state()
-    _Builder(intents, nfa, expand_lists=True).build(expr, start, final)
+    start = nfa.state()
+    _Builder(intents, nfa, spoken=False).build(expr, start)
 
     cap = most + 1
 
@@ -483,19 +523,17 @@ def ambiguity(intents: Intents, expr: Expression, most: int) -> Ambiguity:
         closure = _closure(nfa, counts)
         indegree = dict.fromkeys(closure, 0)
         for state in closure:
-            for symbol, nxt in nfa.arcs[state]:
-                if symbol is None:
-                    indegree[nxt] += 1
+            for nxt in nfa.eps[state]:
+                indegree[nxt] += 1
         out = {state: counts.get(state, 0) for state in closure}
         ready = [state for state, d in indegree.items() if d == 0]
         while ready:
             state = ready.pop()
-            for symbol, nxt in nfa.arcs[state]:
-                if symbol is None:
-                    out[nxt] = min(cap, out[nxt] + out[state])
-                    indegree[nxt] -= 1
-                    if indegree[nxt] == 0:
-                        ready.append(nxt)
+            for nxt in nfa.eps[state]:
+                out[nxt] = min(cap, out[nxt] + out[state])
+                indegree[nxt] -= 1
+                if indegree[nxt] == 0:
+                    ready.append(nxt)
         return {state: ways for state, ways in out.items() if ways}
 
     worst = Ambiguity(1, ())
@@ -516,177 +554,9 @@ def ambiguity(intents: Intents, expr: Expression, most: int) -> Ambiguity:
                 return worst
         moves: dict[str, dict[int, int]] = {}
         for state, ways in counts.items():
-            for symbol, nxt in nfa.arcs[state]:
-                if symbol is not None:
-                    target = moves.setdefault(symbol, {})
-                    target[nxt] = min(cap, target.get(nxt, 0) + ways)
+            for word, nxt in nfa.arcs[state]:
+                target = moves.setdefault(word, {})
+                target[nxt] = min(cap, target.get(nxt, 0) + ways)
         for symbol, targets in moves.items():
             frontier.append(((*prefix, symbol), step(targets)))
     return worst
-
-
-# --------------------------------------------------------------------------- alignment
-
-
-@dataclass(frozen=True)
-class Alignment:
-    """The grammar's closest sentence to a free transcript."""
-
-    words: tuple[str, ...]
-    """The sentence (parse it with the templates for intent and slots)."""
-    cost: float
-    """Total edit cost: 1 per word inserted or left out, 0..1 per substitution (phonetic)."""
-    heard: int
-    """How many words the transcript had."""
-
-    @property
-    def text(self) -> str:
-        return " ".join(self.words)
-
-    @property
-    def per_word(self) -> float:
-        """Cost per word of the longer of transcript and sentence: 0 = exact, ~1 = unrelated."""
-        return self.cost / max(1, self.heard, len(self.words))
-
-
-class Phonetics:
-    """Phone-level word distances from the CMU dictionary shipped with pocketsphinx."""
-
-    def __init__(self, path: Path | None = None) -> None:
-        if path is None:
-            import pocketsphinx
-
-            path = Path(pocketsphinx.get_model_path()) / "en-us" / "cmudict-en-us.dict"
-        self.path = path
-        self._dict: dict[str, tuple[str, ...]] | None = None
-
-    def phones(self, word: str) -> tuple[str, ...]:
-        if self._dict is None:
-            entries: dict[str, tuple[str, ...]] = {}
-            with open(self.path, encoding="utf-8") as lines:
-                for line in lines:
-                    head, _, rest = line.partition(" ")
-                    if "(" not in head:  # first pronunciation only
-                        entries[head] = tuple(rest.split())
-            self._dict = entries
-        found = self._dict.get(word)
-        if found is not None:
-            return found
-        return tuple(word)  # unknown: compare letters
-
-    @functools.lru_cache(maxsize=65536)  # noqa: B019 - one shared instance per process
-    def distance(self, word: str, heard: tuple[str, ...]) -> float:
-        """0..1: how far ``heard`` (one or more transcript words) sounds from ``word``.
-
-        Phone edit distance per phone of ``word`` (capped at 1), so extra words glued on
-        cost what they add: "cap a chain" is 0.25 from cappuccino, "milk please" 1.0 from milk.
-        """
-        if heard == (word,):
-            return 0.0
-        a = self.phones(word)
-        b = tuple(p for w in heard for p in self.phones(w))
-        return min(1.0, _levenshtein(a, b) / max(len(a), 1))
-
-
-def _levenshtein(a: Sequence[str], b: Sequence[str]) -> int:
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
-    return row[-1]
-
-
-@functools.lru_cache(maxsize=1)
-def default_phonetics() -> Phonetics:
-    return Phonetics()
-
-
-MAX_SPAN = 3
-"""A grammar word may be heard as up to this many transcript words ("cap a chain" = cappuccino)."""
-
-SPLIT_COST = 0.3
-"""Added per extra transcript word when one grammar word is heard as several."""
-
-
-def align(graph: WordGraph, heard: Sequence[str], phonetics: Phonetics | None = None,
-          insert_cost: float = 1.0, delete_cost: float = 1.0) -> Alignment | None:
-    """The sentence of ``graph`` closest to the transcript words ``heard``.
-
-    A dynamic programme over (graph state, words consumed): a grammar word can match one to
-    :data:`MAX_SPAN` transcript words at their phonetic distance, be left out
-    (``delete_cost``), and transcript words can be skipped (``insert_cost``). Cost is
-    O(arcs × words); the graph is minimal, so a context of millions of sentences is a few
-    thousand arcs. None when the graph is empty.
-    """
-    if not graph.finals:
-        return None
-    phon = phonetics or default_phonetics()
-    heard = [w for w in heard if w]
-    n = len(heard)
-    spans = {(i, k): tuple(heard[i:i + k]) for k in range(1, MAX_SPAN + 1) for i in range(n - k + 1)}
-    positions = np.arange(n + 1)
-    inf = math.inf
-    best = np.full((graph.size, n + 1), inf)
-    back_state = np.full((graph.size, n + 1), -1, dtype=np.int64)
-    back_word = np.full((graph.size, n + 1), -1, dtype=np.int64)
-    back_from = np.full((graph.size, n + 1), -1, dtype=np.int64)
-    vocab = sorted(graph.vocabulary())
-    word_id = {w: i for i, w in enumerate(vocab)}
-    # cost[k][word] = vector over start position i of matching word to heard[i:i+k]
-    cost: dict[int, dict[str, np.ndarray]] = {k: {} for k in range(MAX_SPAN + 1)}
-    for w in vocab:
-        cost[0][w] = np.full(n + 1, delete_cost)
-        for k in range(1, MAX_SPAN + 1):
-            vec = np.full(n + 1, inf)
-            for i in range(n - k + 1):
-                vec[i] = phon.distance(w, spans[(i, k)]) + SPLIT_COST * (k - 1)
-            cost[k][w] = vec
-    best[0, 0] = 0.0
-    for state in graph.order:
-        row = best[state]
-        # skip transcript words (insertions) here: row[i] = min_j<=i row[j] + (i-j)*insert_cost
-        if n:
-            shifted = row - positions * insert_cost
-            running = np.minimum.accumulate(shifted)
-            improved = running + positions * insert_cost
-            better = improved < row - 1e-12
-            if better.any():
-                src_pos = np.maximum.accumulate(np.where(shifted <= running + 1e-12, positions, 0))
-                for hit in np.nonzero(better)[0]:
-                    back_state[state, hit] = state
-                    back_word[state, hit] = -2  # insertion
-                    back_from[state, hit] = src_pos[hit]
-                row[:] = np.minimum(row, improved)
-        if not np.isfinite(row).any():
-            continue
-        for word, nxt in graph.arcs[state]:
-            target = best[nxt]
-            for k in range(MAX_SPAN + 1):
-                if k > n:
-                    break
-                moved = np.full(n + 1, inf)
-                moved[k:] = row[:n + 1 - k] + cost[k][word][:n + 1 - k]
-                better = moved < target - 1e-12
-                if better.any():
-                    idx = np.nonzero(better)[0]
-                    target[idx] = moved[idx]
-                    back_state[nxt, idx] = state
-                    back_word[nxt, idx] = word_id[word]
-                    back_from[nxt, idx] = idx - k
-    finals = sorted(graph.finals)
-    end = min(finals, key=lambda s: best[s, n])
-    total = float(best[end, n])
-    if not math.isfinite(total):
-        return None
-    words: list[str] = []
-    at, i = end, n
-    while not (at == 0 and i == 0 and back_state[at, i] < 0):
-        prev, word_index, j = int(back_state[at, i]), int(back_word[at, i]), int(back_from[at, i])
-        if prev < 0:
-            break
-        if word_index >= 0:
-            words.append(vocab[word_index])
-        at, i = prev, j
-    words.reverse()
-    return Alignment(tuple(words), total, n)
