@@ -14,6 +14,7 @@ minimal, so a context of millions of sentences is a few thousand arcs.
 
 from __future__ import annotations
 
+import bisect
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -139,6 +140,10 @@ class Alignment:
         return self.cost / max(self.heard, len(self.words), 1)
 
 
+def _cost(entry: tuple[float, int, object]) -> float:
+    return entry[0]
+
+
 def align(
     graph: WordGraph, heard: Sequence[str], costs: Costs = Costs(), best: int = 1, beam: float = 3.5
 ) -> list[Alignment]:
@@ -167,8 +172,7 @@ def align(
                     del cell[j]
                     break
                 return
-        cell.append((cost, key, back))
-        cell.sort(key=lambda e: e[0])
+        bisect.insort_right(cell, (cost, key, back), key=_cost)  # after equal costs, as a stable sort
         del cell[best:]
 
     row_best = [float("inf")] * (n + 1)
@@ -182,21 +186,24 @@ def align(
                 continue
             if entries[0][0] < row_best[i]:
                 row_best[i] = entries[0][0]
-            arcs = graph.arcs[state]
+            if entries[0][0] > bound:
+                continue
+            # Per arc, once for every entry: the cost of leaving the word out, and of heard
+            # word(s) standing for it.
+            moves = [(word, nxt, costs.missing_short if len(word) <= 2 else costs.missing,
+                      [(costs.substitute * costs.distance(spans[i][k - 1], word), costs.merge * (k - 1))
+                       for k in range(1, min(MAX_MERGE, n - i) + 1)])
+                     for word, nxt in graph.arcs[state]]
             for rank, (here, key, _) in enumerate(entries):
                 if here > bound:
                     break
                 if i < n:  # an extra heard word
                     push(cells[i + 1][state], here + costs.extra, key, (i, state, rank, None))
-                for word, nxt in arcs:
+                for word, nxt, missing, substitutes in moves:
                     wkey = hash((key, word))
-                    # a grammar word that was not heard
-                    push(row[nxt], here + (costs.missing_short if len(word) <= 2 else costs.missing), wkey,
-                         (i, state, rank, word))
-                    # heard word(s) standing for a grammar word
-                    for k in range(1, min(MAX_MERGE, n - i) + 1):
-                        c = here + costs.substitute * costs.distance(spans[i][k - 1], word) + costs.merge * (k - 1)
-                        push(cells[i + k][nxt], c, wkey, (i, state, rank, word))
+                    push(row[nxt], here + missing, wkey, (i, state, rank, word))
+                    for k, (distance, merge) in enumerate(substitutes, 1):
+                        push(cells[i + k][nxt], here + distance + merge, wkey, (i, state, rank, word))
     visited = {state: place for place, state in enumerate(graph.order)}
     ends = sorted((e[0], visited[s], s, r) for s in graph.finals for r, e in enumerate(cells[n][s]))
     out: list[Alignment] = []
