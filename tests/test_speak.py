@@ -83,6 +83,13 @@ def test_rate_setting_changes_speed() -> None:
     assert slow > 1.5 * fast
 
 
+def test_each_renderer_speaks_at_its_own_rate_in_one_process() -> None:
+    """Rate travels with each line, so two settings in one process both hold, in any order."""
+    slow, fast = EspeakRenderer(VoiceSettings(rate=120)), EspeakRenderer(VoiceSettings(rate=240))
+    durations = [r.render(LINE).duration for r in (fast, slow, fast, slow)]
+    assert min(durations[1], durations[3]) > 1.5 * max(durations[0], durations[2])
+
+
 def test_resample_keeps_duration() -> None:
     x = np.zeros(22050, np.int16)
     assert abs(len(resample(x, 22050, 44100)) - 44100) < 50

@@ -8,11 +8,12 @@ empties the queue, so the sound ends within one block plus the device latency.
 
 pyttsx3 2.99 quirks found here (see docs/live.md): the espeak driver prints
 "Audio saved to ..." on stdout after every file, ``runAndWait`` never returns for an
-empty string, now and then (~1 in 50) it saves an empty WAV, voice/rate changes after
-the first render do not reliably apply, and the engine is a per-process singleton that
-must not be driven from two threads at once.
-:class:`EspeakRenderer` therefore owns the engine in one worker thread, never renders
-blank text, retries an empty result, waits with a timeout and filters that stdout line.
+empty string, now and then (~1 in 50) it saves an empty WAV, voice changes after the
+first render do not reliably apply, its rate setting races espeak-ng's queue (lost under
+load), and the engine is a per-process singleton that must not be driven from two threads
+at once. :class:`EspeakRenderer` therefore owns the engine in one worker thread, sends rate
+and volume with every line as espeak-ng embedded commands, never renders blank text,
+retries an empty result, waits with a timeout and filters that stdout line.
 """
 
 from __future__ import annotations
@@ -99,28 +100,32 @@ class _Pyttsx3Worker:
         while True:
             text, path, settings, done, errors = self.requests.get()
             try:
-                # pyttsx3 2.99 applies voice/rate reliably only before the first render
-                # (later changes are queued off by one, and a rate set after a voice
-                # change is ignored): one voice per process.
+                # pyttsx3 2.99 applies a voice reliably only before the first render (later
+                # changes are queued off by one): one voice per process. Rate and volume go
+                # with each line instead (see _with_rate_and_volume).
                 if applied is None:
                     if settings.voice:
                         engine.setProperty("voice", settings.voice)
-                    engine.setProperty("rate", int(settings.rate))
-                    engine.setProperty("volume", float(settings.volume))
-                    # Settle them, then say them again with the first line: queued only
-                    # with it, the rate was lost under load (~1 in 20 cold starts here).
-                    engine.runAndWait()
-                    engine.setProperty("rate", int(settings.rate))
-                    engine.setProperty("volume", float(settings.volume))
                     applied = settings
-                elif settings != applied and not warned:
-                    log.warning("pyttsx3 keeps its first voice settings (%s); ignoring %s", applied, settings)
+                elif settings.voice != applied.voice and not warned:
+                    log.warning("pyttsx3 keeps its first voice (%s); ignoring %s", applied.voice, settings.voice)
                     warned = True
-                engine.save_to_file(text, str(path))
+                engine.save_to_file(_with_rate_and_volume(text, settings), str(path))
                 engine.runAndWait()
             except BaseException as exc:  # noqa: BLE001 - reported to the caller
                 errors.append(exc)
             done.set()
+
+
+def _with_rate_and_volume(text: str, settings: VoiceSettings) -> str:
+    """``text`` led by espeak-ng's embedded commands (Ctrl-A, a value, a letter) for speed
+    (S, words per minute) and amplitude (A, 100 = volume 1.0), which hold for this line alone.
+
+    pyttsx3's ``setProperty("rate")`` races espeak-ng's asynchronous queue: under load the
+    first rate was now and then lost for the whole process (CI twice: a 120 wpm line came
+    out at pyttsx3's 200 wpm default)."""
+    volume = max(0, min(200, round(float(settings.volume) * 100)))
+    return f"\x01{int(settings.rate)}S\x01{volume}A {text}"
 
 
 class EspeakRenderer:
