@@ -34,9 +34,11 @@ from typing import Protocol
 import numpy as np
 
 FRAME = 0.01
-ECHO_LIMIT = 0.68
-"""An :func:`echo_score` at or above this means: it is the coach's voice (bench/echo_check.py:
-its own voice through a room in kitchen noise scored ≥ 0.72, people talking over it ≤ 0.64)."""
+ECHO_LIMIT = 0.72
+"""An :func:`echo_score` at or above this means: it is the coach's voice. bench/echo_check.py
+(150 scenes each, espeak-ng lines with per-line rate commands): its own voice through a room
+in kitchen noise scored ≥ 0.73, people talking over it ≤ 0.62, people over an echo path
+≤ 0.70 (at 0.68, 2 of those 150 were taken for echo)."""
 MAX_DELAY = 0.4
 NULL_DELAYS = np.arange(0.8, 3.0 + 1e-9, 0.05)
 """Offsets at which no echo arrives: matches there are chance."""

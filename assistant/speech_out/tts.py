@@ -125,7 +125,7 @@ def _with_rate_and_volume(text: str, settings: VoiceSettings) -> str:
     first rate was now and then lost for the whole process (CI twice: a 120 wpm line came
     out at pyttsx3's 200 wpm default)."""
     volume = max(0, min(200, round(float(settings.volume) * 100)))
-    return f"\x01{int(settings.rate)}S\x01{volume}A {text}"
+    return f"\x01{int(settings.rate)}S\x01{volume}A{text}"
 
 
 class EspeakRenderer:
