@@ -180,12 +180,15 @@ def judge(samples: list[Sample], warmup_s: float, limits: Limits = Limits(),
     ``cue_lateness``: (seconds late, speaker was free when due, cue may be dropped) per
     countdown cue said. ``voice_cache_lines``: the voice cache's capacity; when the cache
     fills during the run the warm-up lasts until then too (only its audio is subtracted
-    from RSS, not the allocator's pages around it, so a filling cache still reads as growth).
+    from RSS, not the allocator's pages around it, so a filling cache still reads as growth),
+    unless that leaves fewer than four samples (when it fills varies from run to run).
     """
     failures: list[str] = []
     figures: dict[str, Any] = {}
     warm = [i for i, s in enumerate(samples) if s.virtual_s >= warmup_s]
     full = [i for i in warm if voice_cache_lines is not None and samples[i].tts_cache_lines >= voice_cache_lines]
+    if full and len(samples) - full[0] < 4:  # filled too late to judge from: the warm-up's baseline
+        full = []
     after = samples[(full or warm or [len(samples)])[0]:]
     figures["baseline_at_h"] = round(after[0].virtual_s / 3600, 2) if after else None
     if len(after) < 4:

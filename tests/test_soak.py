@@ -87,6 +87,14 @@ def test_the_warm_up_lasts_until_the_voice_cache_is_full() -> None:
     assert not judge(leaking, warmup_s=600, voice_cache_lines=128)["ok"]
 
 
+def test_a_cache_full_only_at_the_end_is_judged_from_the_warm_up() -> None:
+    """Too few samples after the cache filled to judge from: the warm-up's baseline, not a failure."""
+    late = [dataclasses.replace(s, tts_cache_lines=128 if i >= 10 else 10 * i) for i, s in enumerate(_samples(12))]
+    verdict = judge(late, warmup_s=600, voice_cache_lines=128)
+    assert verdict["ok"], verdict["failures"]
+    assert verdict["figures"]["baseline_at_h"] == round(600 / 3600, 2)
+
+
 def test_the_short_runs_limits_still_catch_a_per_turn_leak() -> None:
     assert judge(_samples(rss_mb_per_sample=0.15), 600, SHORT_RUN)["ok"]  # the 1.8 MB/h of a warm-up
     leak = judge(_samples(rss_mb_per_sample=1.25), 600, SHORT_RUN)  # 15 MB/h: an utterance kept per turn
@@ -94,9 +102,7 @@ def test_the_short_runs_limits_still_catch_a_per_turn_leak() -> None:
 
 
 def test_an_hour_of_use_in_virtual_time(tmp_path: Path) -> None:
-    # The voice cache (128 lines) fills at ~0.9 h of this use, and the memory verdict needs four
-    # samples after it is full: a little over an hour, sampled every 2.5 minutes.
-    result = run(SoakSettings(hours=1.25, sample_minutes=2.5, warmup_minutes=10.0, dropout_every_minutes=20.0),
+    result = run(SoakSettings(hours=1.0, sample_minutes=5.0, warmup_minutes=10.0, dropout_every_minutes=20.0),
                  tmp_path, limits=SHORT_RUN)
     verdict = result["verdict"]
     assert verdict["ok"], (verdict["failures"], verdict["figures"].get("baseline_at_h"))
