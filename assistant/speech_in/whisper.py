@@ -34,8 +34,9 @@ import numpy as np
 from assistant.conversation.intents import IntentSet
 from assistant.errors import UserFacingError
 from assistant.speech_in.alignment import Alignment, Costs, align
+from assistant.speech_in.grammar import context_graph
 from assistant.speech_in.recognizers import SAMPLE_RATE, WAKE_INTENTS, Transcript
-from assistant.speech_in.wordgraph import WordGraph, build_graph, spoken_words
+from assistant.speech_in.wordgraph import WordGraph, spoken_words
 
 log = logging.getLogger(__name__)
 
@@ -302,8 +303,7 @@ class WhisperRecognizer:
     def _graph(self, key: tuple[str, ...] | None) -> tuple[WordGraph, int]:
         found = self._graphs.get(key)
         if found is None:
-            names = self.intent_set.check_names(key) if key is not None else self.intent_set.names
-            graph = build_graph(self.intent_set.intents, names, spoken=True)
+            graph = context_graph(self.intent_set, key, spoken=True)
             found = (graph, _longest(graph))
             self._graphs[key] = found
         return found
