@@ -177,7 +177,7 @@ class _Builder:
         """One branch per item (an expression, or words) from ``start`` to one end state."""
         nfa = self.nfa
         end = nfa.state()
-        spoken = optional
+        sayable = optional
         if optional:
             nfa.eps[start].append(end)
         for item in items:
@@ -186,14 +186,14 @@ class _Builder:
             stop = nfa.words(branch, item) if isinstance(item, list) else self.build(item, branch)
             if stop is not None:
                 nfa.eps[stop].append(end)
-                spoken = True
-        return end if spoken else None
+                sayable = True
+        return end if sayable else None
 
     def _permutation(self, items: list[Expression], start: int) -> int | None:
         if not items:
             return start
         end = self.nfa.state()
-        spoken = False
+        sayable = False
         for i, item in enumerate(items):
             branch = self.nfa.state()
             self.nfa.eps[start].append(branch)
@@ -203,8 +203,8 @@ class _Builder:
             stop = self._permutation(items[:i] + items[i + 1:], mid)
             if stop is not None:
                 self.nfa.eps[stop].append(end)
-                spoken = True
-        return end if spoken else None
+                sayable = True
+        return end if sayable else None
 
     def _list(self, ref: ListReference, start: int) -> int | None:
         slot_list = self.intents.slot_lists.get(ref.list_name)
