@@ -72,7 +72,7 @@ def test_a_line_pyttsx3_cut_short_is_rendered_again(monkeypatch: pytest.MonkeyPa
 
 
 def test_rate_setting_changes_speed() -> None:
-    """Config rate reaches espeak (one voice per process: pyttsx3 applies it before the first render)."""
+    """Config rate reaches espeak from a cold start (where pyttsx3's own rate setting was lost under load)."""
     import subprocess
     import sys
 
