@@ -6,17 +6,17 @@ transcribes freely ("medium rose cap a chain"). Per utterance:
 1. the audio is trimmed to its speech (plus a margin) and padded with a few seconds of
    silence: the encoder then runs on ~6 s instead of Whisper's 30 s window (the 30 s
    window costs ~4x the CPU; with no padding at all the decoder repeats itself);
-2. one encoder pass and a greedy free decode;
-3. the free transcript is aligned to the context's word graph
-   (:mod:`assistant.speech_in.wordgraph`, :mod:`assistant.speech_in.alignment`): the nearest
-   grammar sentences;
-4. each candidate and the free transcript are scored by Whisper itself (token
-   log-probabilities, teacher-forced with CTranslate2 ``Whisper.align`` on the same encoder
-   output); the best candidate wins;
-5. a gate rejects it ("not understood") when Whisper finds it much less likely than what it
-   heard freely, or when the utterance is far longer than any sentence of the context.
+2. one encoder pass (CTranslate2, int8) and a greedy free decode: what Whisper heard freely;
+3. a beam search keeps Whisper's decoder to the context's word graph, token by token
+   (:mod:`assistant.speech_in.constrained`, on the decoder of
+   :mod:`assistant.speech_in.whisper_decoder`): the grammar sentences Whisper finds likely;
+4. they are ranked by log-probability per token and by how near they are to the free
+   transcript (Whisper's scores alone prefer stopping early);
+5. a gate rejects the best ("not understood") when keeping to the grammar cost too much
+   (what Whisper wanted to write at each step against what the grammar let it), or when the
+   utterance is far longer than any sentence of the context.
 
-Imports (ctranslate2, tokenizers) and the model are loaded lazily, once per process.
+Imports (ctranslate2, tokenizers, onnxruntime) and the model are loaded lazily, once per process.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ import numpy as np
 
 from assistant.conversation.intents import IntentSet
 from assistant.errors import UserFacingError
-from assistant.speech_in.alignment import Alignment, Costs, align
 from assistant.speech_in.constrained import PUNCTUATION, TokenGraph, search
 from assistant.speech_in.grammar import context_graph
 from assistant.speech_in.recognizers import SAMPLE_RATE, WAKE_INTENTS, Transcript
@@ -57,33 +56,6 @@ MIN_WINDOW_SECONDS = 6.0
 TRIM_MARGIN = 0.3
 """Seconds of audio kept around the detected speech when trimming."""
 
-GATE = -9.0
-"""Reject when log P(best grammar sentence) - log P(free transcript) is below this (nats,
-summed over tokens, end of text included). Calibrated on the even half of the real voices
-(docs/speech-in.md): right answers were above -7.5 in 99% of cases (clean to 6 dB), the coach's
-idle grammar heard over coffee orders at most -8.6."""
-
-MAX_COST_PER_WORD = 0.35
-"""Reject when the grammar sentence is this far from what was heard (edit cost per word of the
-longer of the two): "brought wendy ones huskoffee" is not "ouch calf", however unsure Whisper was.
-Even half, right answers: 95% under 0.31, all under 0.43; the idle grammar's nearest sentences to
-coffee orders: 0.19 and up (the margin rejects those). 0.35 instead of 0.5: at 6 dB 2 wrong
-instead of 4, one right answer fewer."""
-
-SURE_MARGIN = -3.0
-"""When Whisper finds the grammar sentence about as likely as its own transcript ("help" vs
-"health"), a larger spelling distance (up to :data:`LENIENT_COST_PER_WORD`) is accepted, for a
-sentence about as long as what was heard."""
-
-LENIENT_GATE = -12.0
-LENIENT_COST_PER_WORD = 0.85
-"""Outside the idle (wake) context the coach is waiting for an answer or a command, so the gate is
-looser: a missed "stop" costs more than a rare false one (as for PocketSphinx's garbage weight)."""
-
-MAX_EXTRA_WORDS = 4
-"""Utterance-length sanity: more heard words than the context's longest sentence plus this
-is not a command ("a 4-second sentence is not 'help me'")."""
-
 LOST_PER_TOKEN = 1.6
 """Constrained search: reject when keeping to the grammar cost more than this per token (nats;
 :attr:`assistant.speech_in.constrained.Found.lost`). Even half of the real voices: right answers
@@ -100,17 +72,9 @@ with the scores alone, 60 / 60 / 56 with weights 0.6 to 1.2 (docs/speech-in.md).
 LENIENT_LOST_PER_TOKEN = 2.0
 """The same outside the idle (wake) context: a missed answer costs more than a rare false one."""
 
-PROMPT_TOKENS = 120
-"""Most prompt tokens (the context's vocabulary) when prompting is on."""
-
-CANDIDATES = 4
-"""Grammar sentences rescored per utterance."""
-
-RAW_CANDIDATES = 10
-"""Alignments taken from the word graph, before keeping :data:`CANDIDATES` distinct meanings."""
-
-DEDUPE = True
-"""Measured: +1 right of 40 at 6 dB and at 12 dB (odd half), the same elsewhere; +0.02 s CPU."""
+MAX_EXTRA_WORDS = 4
+"""Utterance-length sanity: more heard words than the context's longest sentence plus this
+is not a command ("a 4-second sentence is not 'help me'")."""
 
 _MODELS: dict[tuple[str, int], Any] = {}
 _LOCK = threading.Lock()
@@ -193,14 +157,12 @@ class WhisperModel:
     tokenizer: Any
     sot: list[int]
     eot: int
-    prev: int
-    """``<|startofprev|>``: starts a text prompt before :attr:`sot`."""
     threads: int = 1
     _decoder: Decoder | None = None
 
     @property
     def decoder(self) -> Decoder:
-        """The decoder in numpy, for grammar-constrained search (read from model.bin on first use)."""
+        """The decoder, step by step, for the grammar-constrained search (built from model.bin on first use)."""
         if self._decoder is None:
             try:
                 self._decoder = Decoder(self.path / "model.bin", self.threads)
@@ -255,11 +217,11 @@ def load_model(path: Path, threads: int = 1) -> WhisperModel:
                 f"the Whisper model in {path} could not be loaded ({exc}); it is damaged or incomplete. "
                 "Reinstall it: cramp-coach models install whisper-tiny-en --force"
             ) from None
-        specials = ("<|startoftranscript|>", "<|notimestamps|>", "<|endoftext|>", "<|startofprev|>")
+        specials = ("<|startoftranscript|>", "<|notimestamps|>", "<|endoftext|>")
         ids = [int(tokenizer.token_to_id(t) or -1) for t in specials]
         if -1 in ids:
             raise UserFacingError(f"{path}/tokenizer.json is not an English Whisper tokenizer")
-        loaded = WhisperModel(path, model, tokenizer, ids[:2], ids[2], ids[3], threads)
+        loaded = WhisperModel(path, model, tokenizer, ids[:2], ids[2], threads)
         _MODELS[key] = loaded
         log.info("loaded Whisper model %s (int8, %d thread%s)", path, threads, "" if threads == 1 else "s")
         return loaded
@@ -276,24 +238,21 @@ class Decision:
     """Whisper's free transcript."""
     sentence: str = ""
     """The best grammar sentence ("" when none)."""
-    margin: float = -math.inf
-    """log P(sentence) - log P(free transcript), nats."""
-    edit_cost: float = math.inf
+    logp: float = -math.inf
+    """log P(sentence) under the decoder (shortlist-normalised, nats)."""
+    lost: float = math.inf
+    """What keeping to the grammar cost, summed over tokens (nats;
+    :attr:`assistant.speech_in.constrained.Found.lost`)."""
+    tokens: int = 0
+    """Tokens of the sentence as Whisper wrote it, end of text included."""
     accepted: bool = False
     reason: str = ""
     candidates: list[tuple[str, float]] = field(default_factory=list)
-    logp: float = -math.inf
-    """Constrained search: log P(sentence) under the decoder (shortlist-normalised)."""
-    lost: float = math.inf
-    """Constrained search: what keeping to the grammar cost, summed over tokens (nats)."""
-    tokens: int = 0
+    """The finished sentences of the search, with their cost per token."""
 
-
-def _as_prompt(words: Sequence[str]) -> str:
-    """How Whisper would write these words (leading space, capital first letter, no punctuation),
-    so a grammar sentence and the free transcript are scored in the same form."""
-    text = " ".join(words)
-    return " " + text[:1].upper() + text[1:]
+    @property
+    def lost_per_token(self) -> float:
+        return self.lost / self.tokens if self.tokens else math.inf
 
 
 class WhisperRecognizer:
@@ -307,35 +266,22 @@ class WhisperRecognizer:
         intent_set: IntentSet,
         model_path: Path,
         threads: int = 1,
-        gate: float = GATE,
         pad_seconds: float = PAD_SECONDS,
         trim: bool = True,
-        costs: Costs | None = None,
-        max_cost_per_word: float = MAX_COST_PER_WORD,
-        prompt: bool = False,
-        beam: int = 1,
-        constrained: bool = True,
     ) -> None:
         self.intent_set = intent_set
         self.model_path = Path(model_path)
         self.threads = threads
-        self.gate = gate
         self.pad_seconds = pad_seconds
         self.trim = trim
-        self.costs = costs or Costs()
-        self.max_cost_per_word = max_cost_per_word
-        self.prompt = prompt
-        self.beam = beam
-        self.constrained = constrained
-        self._token_graphs: dict[tuple[str, ...] | None, TokenGraph] = {}
         self.last = Decision()
         self._graphs: dict[tuple[str, ...] | None, tuple[WordGraph, int]] = {}
+        self._token_graphs: dict[tuple[str, ...] | None, TokenGraph] = {}
         self._pending: tuple[str, ...] | None = None
         self._active: tuple[str, ...] | None = None
         self._chunks: list[bytes] = []
         self._in_utterance = False
         self._model: WhisperModel | None = None
-        self._starts: dict[tuple[str, ...] | None, list[int]] = {}
         self.set_context(None)
 
     @property
@@ -352,35 +298,14 @@ class WhisperRecognizer:
             self._graphs[key] = found
         return found
 
-    def _start_sequence(self, key: tuple[str, ...] | None) -> list[int]:
-        """Decoder prefix: the context's vocabulary as Whisper's "previous text" prompt, then the
-        usual start tokens; it biases the free decode towards the words the grammar uses."""
-        found = self._starts.get(key)
+    def _token_graph(self, key: tuple[str, ...] | None) -> TokenGraph:
+        found = self._token_graphs.get(key)
         if found is None:
             wm = self.model
-            graph, _ = self._graph(key)
-            words = " " + " ".join(sorted(graph.words))
-            prompt = wm.tokenizer.encode(words, add_special_tokens=False).ids[:PROMPT_TOKENS]
-            found = [wm.prev, *prompt, *wm.sot]
-            self._starts[key] = found
+            marks = frozenset(wm.encode(mark)[0] for mark in PUNCTUATION)
+            found = TokenGraph(self._graph(key)[0], wm.encode, wm.eot, marks)
+            self._token_graphs[key] = found
         return found
-
-    def _distinct(self, alignments: list[Alignment], key: tuple[str, ...] | None) -> list[Alignment]:
-        """The cheapest :data:`CANDIDATES` alignments that mean different things: "a large latte"
-        and "an large latte" are one candidate, so the rescoring sees real alternatives."""
-        if not DEDUPE:
-            return alignments[:CANDIDATES]
-        out: list[Alignment] = []
-        meanings: set[object] = set()
-        for alignment in alignments:
-            match = self.intent_set.match(" ".join(alignment.words), key)
-            meaning = (match.intent, tuple(sorted(match.slots.items()))) if match else alignment.words
-            if meaning not in meanings:
-                meanings.add(meaning)
-                out.append(alignment)
-                if len(out) == CANDIDATES:
-                    break
-        return out
 
     def set_context(self, intents: Sequence[str] | None) -> None:
         key = tuple(intents) if intents is not None else None
@@ -412,17 +337,13 @@ class WhisperRecognizer:
         if not self.last.accepted:
             log.debug("whisper: not understood (%s): heard %r", self.last.reason, self.last.heard)
             return Transcript("", 0.0)
-        if self.constrained:
-            # 1 when every token written was the decoder's own favourite, 0.5 at the strict gate.
-            confidence = min(1.0, max(0.5, 1.0 - self.last.lost / self.last.tokens / (2 * LOST_PER_TOKEN)))
-        else:
-            # 1 when Whisper finds the sentence as likely as what it heard freely, 0.5 at the gate.
-            confidence = min(1.0, max(0.5, 1.0 + self.last.margin / (2 * abs(self.gate or 1.0))))
+        # 1 when every token written was the decoder's own favourite, 0.5 at the strict gate.
+        confidence = min(1.0, max(0.5, 1.0 - self.last.lost_per_token / (2 * LOST_PER_TOKEN)))
         return Transcript(self.last.sentence, confidence)
 
     def decide(self, audio: np.ndarray, key: tuple[str, ...] | None) -> Decision:
         """Recognize float audio in the context ``key``."""
-        graph, longest = self._graph(key)
+        _, longest = self._graph(key)
         if len(audio) < SAMPLE_RATE // 10:
             return Decision(reason="too short")
         if self.trim:
@@ -434,12 +355,9 @@ class WhisperRecognizer:
         wm = self.model
         import ctranslate2
 
-        start = self._start_sequence(key) if self.prompt else wm.sot
         features = np.ascontiguousarray(log_mel(audio)[:, :3000])  # the encoder takes at most 30 s
         encoded = wm.model.encode(ctranslate2.StorageView.from_array(features[None]), to_cpu=True)
-        result = wm.model.generate(
-            encoded, [start], beam_size=self.beam, max_length=min(200, int(speech_seconds * 10) + 8), return_scores=True
-        )[0]
+        result = wm.model.generate(encoded, [wm.sot], beam_size=1, max_length=min(200, int(speech_seconds * 10) + 8))[0]
         heard_text = wm.tokenizer.decode(result.sequences_ids[0])
         heard = _without_repeat(spoken_words(heard_text))
         decision = Decision(heard=heard_text.strip())
@@ -449,71 +367,19 @@ class WhisperRecognizer:
         if len(heard) > longest + MAX_EXTRA_WORDS:
             decision.reason = f"{len(heard)} words; the longest sentence here has {longest}"
             return decision
-        if self.constrained:
-            return self._search(decision, encoded, key, heard)
-        alignments = self._distinct(align(graph, heard, self.costs, best=RAW_CANDIDATES), key)
-        if not alignments:
-            decision.reason = "no grammar path"
-            return decision
-        texts = [_as_prompt(a.words) for a in alignments] + [_as_prompt(heard)]
-        # The end-of-text token is scored too: a candidate that stops while the speech goes on
-        # ("... a triple shot cappuccino" for "... cappuccino with sweetener") must pay for it.
-        tokens = [[*wm.tokenizer.encode(t, add_special_tokens=False).ids, wm.eot] for t in texts]
-        array = np.asarray(encoded)
-        batch = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.repeat(array, len(tokens), axis=0)))
-        scored = wm.model.align(batch, start, tokens, features.shape[1] // 2)
-        logps = [float(np.log(np.maximum(np.asarray(s.text_token_probs, dtype=np.float64), 1e-12)).sum())
-                 for s in scored]
-        free = logps[-1]
-        best = max(range(len(alignments)), key=lambda i: logps[i])
-        decision.sentence = " ".join(alignments[best].words)
-        decision.edit_cost = alignments[best].cost
-        decision.margin = logps[best] - free
-        decision.candidates = [(" ".join(a.words), lp - free) for a, lp in zip(alignments, logps, strict=False)]
-        said = len(alignments[best].words)
-        per_word = alignments[best].per_word
-        strict = key is None or not WAKE_INTENTS.isdisjoint(key)
-        gate = self.gate if strict else LENIENT_GATE
-        most = self.max_cost_per_word if strict else LENIENT_COST_PER_WORD
-        if decision.margin >= SURE_MARGIN and len(heard) <= said + 1:
-            most = max(most, LENIENT_COST_PER_WORD)
-        if decision.margin < gate:
-            decision.reason = f"margin {decision.margin:.1f} < {gate:g}"
-        elif per_word > most:
-            decision.reason = f"edit cost {per_word:.2f} per word > {most:g}"
-        else:
-            decision.accepted = True
-        return decision
-
-
-    def _token_graph(self, key: tuple[str, ...] | None) -> TokenGraph:
-        found = self._token_graphs.get(key)
-        if found is None:
-            wm = self.model
-            marks = frozenset(wm.encode(mark)[0] for mark in PUNCTUATION)
-            found = TokenGraph(self._graph(key)[0], wm.encode, wm.eot, marks)
-            self._token_graphs[key] = found
-        return found
-
-    def _search(self, decision: Decision, encoded: Any, key: tuple[str, ...] | None, heard: list[str]) -> Decision:
-        wm = self.model
         decoder = wm.decoder
-        start = decoder.start(np.asarray(encoded)[0], wm.sot)
-        found = search(decoder, start, self._token_graph(key))
+        found = search(decoder, decoder.start(np.asarray(encoded)[0], wm.sot), self._token_graph(key))
         if not found:
             decision.reason = "no grammar path"
             return decision
         best = max(found, key=lambda f: f.logp / f.tokens - HEARD_WEIGHT * _word_edits(heard, f.words) / len(heard))
         decision.sentence = " ".join(best.words)
-        decision.logp = best.logp
-        decision.lost = best.lost
-        decision.tokens = best.tokens
+        decision.logp, decision.lost, decision.tokens = best.logp, best.lost, best.tokens
         decision.candidates = [(" ".join(f.words), round(f.lost / f.tokens, 2)) for f in found]
-        self.found = found
         strict = key is None or not WAKE_INTENTS.isdisjoint(key)
         most = LOST_PER_TOKEN if strict else LENIENT_LOST_PER_TOKEN
-        if best.lost / best.tokens > most:
-            decision.reason = f"lost {best.lost / best.tokens:.2f} per token > {most:g}"
+        if decision.lost_per_token > most:
+            decision.reason = f"lost {decision.lost_per_token:.2f} per token > {most:g}"
         else:
             decision.accepted = True
         return decision

@@ -76,11 +76,13 @@ def read_variables(path: Path, prefix: str = "decoder/") -> dict[str, np.ndarray
             shape = [take("I") for _ in range(take("B"))]
             kind = take("B")
             size = take("I")
+            if offset + size > len(data):
+                raise ModelFileError("the file ends early")
             if name.startswith(prefix):
                 if kind not in _DTYPES:
                     raise ModelFileError(f"{name} has a value type ({kind}) this reader does not know")
-                raw: np.ndarray = np.frombuffer(data, dtype=_DTYPES[kind], count=size // np.dtype(_DTYPES[kind]).itemsize,
-                                    offset=offset)
+                dtype = np.dtype(_DTYPES[kind])
+                raw: np.ndarray = np.frombuffer(data, dtype=dtype, count=size // dtype.itemsize, offset=offset)
                 out[name[len(prefix):]] = raw.reshape(shape) if shape else raw
             offset += size
         for _ in range(take("I")):
