@@ -73,8 +73,10 @@ LENIENT_LOST_PER_TOKEN = 2.0
 """The same outside the idle (wake) context: a missed answer costs more than a rare false one."""
 
 MAX_EXTRA_WORDS = 4
-"""Utterance-length sanity: more heard words than the context's longest sentence plus this
-is not a command ("a 4-second sentence is not 'help me'")."""
+"""Utterance-length sanity: a sentence that has this many more or fewer words than Whisper heard
+freely is not what was said ("a 4-second sentence is not 'help me'"; "Give me a 12-ounce triple
+shot ice coffin" is not "i'm done"). Even half, right answers: at most 4 more heard words at 6 dB,
+2 at 12 dB and clean; at most 4 fewer."""
 
 _MODELS: dict[tuple[str, int], Any] = {}
 _LOCK = threading.Lock()
@@ -380,6 +382,8 @@ class WhisperRecognizer:
         most = LOST_PER_TOKEN if strict else LENIENT_LOST_PER_TOKEN
         if decision.lost_per_token > most:
             decision.reason = f"lost {decision.lost_per_token:.2f} per token > {most:g}"
+        elif abs(len(heard) - len(best.words)) > MAX_EXTRA_WORDS:
+            decision.reason = f"heard {len(heard)} words, the sentence has {len(best.words)}"
         else:
             decision.accepted = True
         return decision
