@@ -16,7 +16,8 @@ transcribes freely ("medium rose cap a chain"). Per utterance:
    (what Whisper wanted to write at each step against what the grammar let it), or when the
    utterance is far longer than any sentence of the context.
 
-Imports (ctranslate2, tokenizers, onnxruntime) and the model are loaded lazily, once per process.
+Imports (ctranslate2, tokenizers, onnxruntime) and the model are loaded when the first recognizer
+is made, once per process.
 """
 
 from __future__ import annotations
@@ -283,14 +284,11 @@ class WhisperRecognizer:
         self._active: tuple[str, ...] | None = None
         self._chunks: list[bytes] = []
         self._in_utterance = False
-        self._model: WhisperModel | None = None
+        # Loaded now, not at the first utterance: the first reply would wait for it (~1.3 s here,
+        # most of it building the decoder step), and a damaged model is reported at start-up.
+        self.model = load_model(self.model_path, self.threads)
+        _ = self.model.decoder
         self.set_context(None)
-
-    @property
-    def model(self) -> WhisperModel:
-        if self._model is None:
-            self._model = load_model(self.model_path, self.threads)
-        return self._model
 
     def _graph(self, key: tuple[str, ...] | None) -> tuple[WordGraph, int]:
         found = self._graphs.get(key)
