@@ -90,8 +90,8 @@ if [ "$want_vosk" = 1 ] || [ "$want_whisper" = 1 ]; then
       "$coach" models install || echo "setup: the Vosk model did not install; carrying on with the built-in engine"
     fi
     if [ "$want_whisper" = 1 ] && ask "Install the Whisper tiny.en model (about 75 MB; hears you best over kitchen noise)?"; then
-      "$coach" models install whisper-tiny-en \
-        || echo "setup: the Whisper model did not install; carrying on with the engines already there"
+      { "$venv/bin/python" -m pip install -q -e ".[whisper]" && "$coach" models install whisper-tiny-en; } \
+        || echo "setup: the Whisper engine did not install; carrying on with the engines already there"
     fi
   fi
 fi

