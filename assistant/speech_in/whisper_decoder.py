@@ -246,7 +246,7 @@ class Decoder:
         v = read_variables(Path(path))
         try:
             heads = int(v["num_heads"][0])
-            self.embeddings = v["embeddings/weight"]
+            self.embeddings = v["embeddings/weight"].copy()  # a copy: the file's other 35 MB can go
             self.positions = v["position_encodings/encodings"].astype(np.float32)
             self.layers = _layers(v)
             if not self.layers:
