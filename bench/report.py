@@ -49,18 +49,26 @@ def _fmt(value: Any, unit: str = "") -> str:
 
 
 def all_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every target row; accuracy and false acceptance once per engine measured, the main engine's
+    (``results["engine"]``) first and unprefixed, the others named ``"<engine>: ..."``."""
+    main = results.get("engine", "pocketsphinx")
     rows = []
     for section in ("accuracy", "false_accept", "latency_targets", "compute", "cue_timing"):
         block = results.get(section)
-        if isinstance(block, dict) and section == "accuracy":
-            block = block.get(results.get("engine", "pocketsphinx"), {})
-        if isinstance(block, dict) and section == "false_accept":
-            block = block.get(results.get("engine", "pocketsphinx"), {})
-        if isinstance(block, list):
+        if section in ("accuracy", "false_accept") and isinstance(block, dict):
+            for engine in sorted(block, key=lambda e: e != main):
+                prefix = "" if engine == main else f"{engine}: "
+                rows += [{**t, "name": prefix + t["name"]} for t in block[engine].get("targets", [])]
+        elif isinstance(block, list):
             rows += block
         elif isinstance(block, dict):
             rows += block.get("targets", [])
     return rows
+
+
+def engines_measured(results: dict[str, Any]) -> str:
+    engines = sorted({*results.get("accuracy", {}), *results.get("false_accept", {})}) or [results.get("engine")]
+    return ", ".join(f"**{e}**" for e in engines)
 
 
 def targets_table(results: dict[str, Any]) -> list[str]:
@@ -92,7 +100,8 @@ def markdown(results: dict[str, Any], title: str = "# Benchmark results", level:
                f"{m.get('ram_gb')} GB RAM, "
                f"Python {m.get('python')}. Load average at start: {m.get('load_average_at_start')}.")
     out.append("")
-    out.append(f"Engine: **{engine}**. Vosk English model present: "
+    out.append(f"Engines: {engines_measured(results)} (targets without a prefix: {engine}). "
+               "Vosk English model present: "
                f"**{'yes — ' + str(results.get('vosk_model')) if results.get('vosk_model') else 'no'}**"
                + ("" if results.get("vosk_model") else " (so Vosk figures are absent; the English model cannot "
                                                          "be downloaded on this machine)."))
@@ -313,8 +322,8 @@ def readme_section(results: dict[str, Any]) -> str:
                 "[bench/results/realspeech.md](bench/results/realspeech.md).", ""]
     out += [f"**Synthesized speech** (the cramp vocabulary): measured {m.get('date')} at commit "
             f"`{m.get('commit')}` on {m.get('cpu_model')}, {m.get('cores')} cores (shared with other work while "
-            f"measured), engine **{results.get('engine', 'pocketsphinx')}**; no English Vosk model could be "
-            "installed here.", ""]
+            f"measured), engines {engines_measured(results)} (rows without an engine name: "
+            f"{results.get('engine', 'pocketsphinx')}); no English Vosk model could be installed here.", ""]
     out += targets_table(results)
     for eng, acc in results.get("accuracy", {}).items():
         out += ["", f"Command accuracy of {eng} on the held-out generated set (intent and slots right):", ""]

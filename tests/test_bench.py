@@ -76,6 +76,29 @@ def test_report_lists_every_target_and_says_which_were_missed(tmp_path: Path) ->
     assert out.read_text().startswith("## Performance")
 
 
+def test_a_second_engine_gets_its_own_named_target_rows_and_a_merge_keeps_the_rest() -> None:
+    from bench.report import all_targets
+    from bench.run import gaps, merged_into
+
+    def engine(value: float) -> dict:
+        return {"targets": [{"name": "command accuracy, 12 dB", "target": ">= 97%", "value": value,
+                             "unit": "fraction", "met": value >= 0.97, "gap": 0.97 - value}]}
+
+    committed = {"machine": {"date": "2026-11-25 11:36 UTC", "commit": "old"}, "engine": "pocketsphinx",
+                 "engines": ["pocketsphinx"], "accuracy": {"pocketsphinx": engine(0.29)},
+                 "false_accept": {}, "compute": {"targets": []}}
+    now = {"machine": {"date": "2026-12-03 17:00 UTC", "commit": "new"}}
+    results = merged_into(committed, now, ["accuracy"], ["whisper"])
+    results["accuracy"]["whisper"] = engine(0.98)
+    assert results["compute"] == {"targets": []} and results["engines"] == ["pocketsphinx", "whisper"]
+    assert results["machine"]["date"] == ("2026-11-25 11:36 UTC (accuracy of whisper re-measured "
+                                          "2026-12-03 17:00 UTC at new)")
+    names = [(t["name"], t["met"]) for t in all_targets(results)]
+    assert names == [("command accuracy, 12 dB", False), ("whisper: command accuracy, 12 dB", True)]
+    missed = gaps(results)
+    assert len(missed) == 1 and missed[0].startswith("command accuracy, 12 dB: measured 0.29")
+
+
 def test_noise_is_mixed_by_the_loudest_frame_rule() -> None:
     """The realspeech SNR rule: loudest 2048-sample frame energy of speech / of noise = SNR."""
     from bench.realspeech import FRAME, max_frame_energy, mix_at_snr, scale_noise
