@@ -21,14 +21,13 @@ import logging
 import random
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.common import RATE, ROOT, WORKER, init_worker, seed_of, speech, wilson
+from bench.common import RATE, ROOT, WORKER, init_worker, seed_of, speech, wilson, worker_pool
 from bench.common import listen_like_live as common_listen
 
 log = logging.getLogger(__name__)
@@ -202,7 +201,7 @@ def decode_all(utts: list[Utterance], engine: str, model: Path | None, jobs: int
     if jobs <= 1:
         init_worker(engine, str(model) if model else None)
         return [o for b in batches for o in _decode(b)]
-    with ProcessPoolExecutor(jobs, initializer=init_worker, initargs=(engine, str(model) if model else None)) as ex:
+    with worker_pool(jobs, initializer=init_worker, initargs=(engine, str(model) if model else None)) as ex:
         return [o for result in ex.map(_decode, batches) for o in result]
 
 

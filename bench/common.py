@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
 import os
 import platform
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -160,3 +162,11 @@ def utterances_like_live(recognizer: Any, audio: np.ndarray, vad: Any = None, on
     intents = intent_set if intent_set is not None else recognizer.intent_set
     for at, decoded, cut in listen_like_live(recognizer, intents, audio, only, vad):
         yield at, decoded.transcript, cut
+
+
+def worker_pool(jobs: int, **kwargs: Any) -> ProcessPoolExecutor:
+    """Worker processes started fresh ("spawn"), not forked: a parent that has made a Whisper
+    recognizer holds CTranslate2 and ONNX Runtime thread pools, and a forked child deadlocks on
+    their locks (seen: workers idle at 0 s CPU for 20 minutes)."""
+    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), **kwargs)
+

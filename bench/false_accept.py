@@ -15,14 +15,13 @@ from __future__ import annotations
 import logging
 import random
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.common import RATE, ROOT, WORKER, init_worker, listen_like_live, seed_of, speech
+from bench.common import RATE, ROOT, WORKER, init_worker, listen_like_live, seed_of, speech, worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +151,7 @@ def run(engine: str, model: Path | None, smoke: bool, jobs: int, minutes: float 
         init_worker(*init)
         parts = [_listen(c) for c in convs]
     else:
-        with ProcessPoolExecutor(jobs, initializer=init_worker, initargs=init) as ex:
+        with worker_pool(jobs, initializer=init_worker, initargs=init) as ex:
             parts = list(ex.map(_listen, convs))
     hours = sum(p["seconds"] for p in parts) / 3600
     speech_hours = sum(p["speech_seconds"] for p in parts) / 3600

@@ -37,14 +37,13 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.common import RATE, ROOT, pct, seed_of, utterances_like_live, wilson
+from bench.common import RATE, ROOT, pct, seed_of, utterances_like_live, wilson, worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -330,7 +329,7 @@ def evaluate(factory: EngineFactory, snr: float | None, ids: Sequence[str] | Non
         results = _run(factory, snr, ids, idle, commands, kind, vad)
     else:
         chunks = [ids[i::jobs] for i in range(jobs)]
-        with ProcessPoolExecutor(jobs) as ex:
+        with worker_pool(jobs) as ex:
             futures = [ex.submit(_run, factory, snr, c, idle, commands, kind, vad) for c in chunks]
             results = [res for f in futures for res in f.result()]
     summary = summarize(results, idle, commands)
