@@ -55,8 +55,8 @@ def test_the_rebuilt_decoder_scores_tokens_as_ctranslate2_does(model, labels):  
 
 def test_the_token_graph_offers_only_what_the_grammar_allows(model, coffee):  # noqa: F811
     graph = context_graph(coffee, None, spoken=True)
+    tokens = TokenGraph(graph, model.encode, model.eot)
     marks = frozenset(model.encode(m)[0] for m in PUNCTUATION)
-    tokens = TokenGraph(graph, model.encode, model.eot, marks)
     start = tokens.options(frozenset({_Position(0)}))
     firsts = {model.tokenizer.decode([t]) for t in start}
     assert {" I", " Can", " can", " Give", " give"} <= firsts  # both cases; "i" only as "I"
@@ -78,7 +78,7 @@ def test_a_garbled_order_in_kitchen_noise_is_decoded_within_the_grammar(model, c
     """At 6 dB Whisper's free transcript of these orders is far off ("Can I get a light roll
     single truck in my panel when brown sugar?"); kept to the grammar, it writes the order."""
     graph = context_graph(coffee, None, spoken=True)
-    tokens = TokenGraph(graph, model.encode, model.eot, frozenset(model.encode(m)[0] for m in PUNCTUATION))
+    tokens = TokenGraph(graph, model.encode, model.eot)
     garbled = 0
     for rec_id in ("0704c731-9895", "1f4f4aac-2af7", "2e6bf48b-04c3"):
         full = next(k for k in labels if k.startswith(rec_id))
@@ -90,7 +90,7 @@ def test_a_garbled_order_in_kitchen_noise_is_decoded_within_the_grammar(model, c
         match = coffee.match(" ".join(found[0].words))
         assert match is not None and match.slots == labels[full]["slots"], (heard, found[:2])
         garbled += coffee.match(heard.strip(" .?!").lower()) is None
-        assert all(f.tokens > 0 and f.lost >= 0 and not math.isinf(f.logp) for f in found)
+        assert all(graph.accepts(f.words) and f.tokens > len(f.words) and not math.isinf(f.logp) for f in found)
     assert garbled >= 2  # the free transcripts alone would not do
 
 

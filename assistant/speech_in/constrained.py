@@ -67,10 +67,14 @@ class TokenGraph:
     graph: WordGraph
     encode: Callable[[str], list[int]]
     eot: int
-    punctuation: frozenset[int] = frozenset()
+    punctuation: frozenset[int] = field(init=False)
+    """The tokens of :data:`PUNCTUATION`."""
     _spellings: dict[int, list[tuple[tuple[int, ...], str, int]]] = field(default_factory=dict)
     _options: dict[frozenset[_Position], dict[int, list[tuple[str | None, frozenset[_Position]]]]] = field(
         default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.punctuation = frozenset(self.encode(mark)[0] for mark in PUNCTUATION)
 
     def spellings(self, state: int) -> list[tuple[tuple[int, ...], str, int]]:
         """(tokens, word, next state) for each way Whisper may write each word leaving ``state``."""

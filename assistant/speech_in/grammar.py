@@ -259,7 +259,7 @@ def phrases(intent_set: IntentSet, only: Sequence[str] | None, limit: int = _MAX
 
 def context_graph(intent_set: IntentSet, only: Sequence[str] | None, spoken: bool = False) -> WordGraph:
     """The word graph of a listening context (all intents when ``only`` is None); ``spoken``:
-    as a free transcript is aligned to it (:func:`~assistant.speech_in.wordgraph.build_graph`)."""
+    as Whisper writes it (:func:`~assistant.speech_in.wordgraph.build_graph`)."""
     names = intent_set.check_names(only) if only is not None else intent_set.names
     return build_graph(intent_set.intents, names, spoken=spoken)
 

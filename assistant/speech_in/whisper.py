@@ -34,7 +34,7 @@ import numpy as np
 
 from assistant.conversation.intents import IntentSet
 from assistant.errors import UserFacingError
-from assistant.speech_in.constrained import PUNCTUATION, TokenGraph, search
+from assistant.speech_in.constrained import TokenGraph, search
 from assistant.speech_in.grammar import context_graph
 from assistant.speech_in.recognizers import SAMPLE_RATE, WAKE_INTENTS, Transcript
 from assistant.speech_in.whisper_decoder import Decoder, ModelFileError
@@ -301,9 +301,7 @@ class WhisperRecognizer:
     def _token_graph(self, key: tuple[str, ...] | None) -> TokenGraph:
         found = self._token_graphs.get(key)
         if found is None:
-            wm = self.model
-            marks = frozenset(wm.encode(mark)[0] for mark in PUNCTUATION)
-            found = TokenGraph(self._graph(key)[0], wm.encode, wm.eot, marks)
+            found = TokenGraph(self._graph(key)[0], self.model.encode, self.model.eot)
             self._token_graphs[key] = found
         return found
 

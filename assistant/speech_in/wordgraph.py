@@ -10,10 +10,9 @@ listening context become one deterministic, minimal, acyclic word automaton
   turns its phrase list into a bigram model anyway; the text is parsed afterwards);
 * the PocketSphinx search graph (:meth:`WordGraph.transitions`, a finite-state grammar
   with shared states, so nothing is inlined or duplicated);
-* the sentences a free transcript is aligned to (:mod:`assistant.speech_in.alignment`),
-  for engines that decode without the grammar (Whisper): built with ``spoken=True``, so
-  number ranges are words too ("twelve ounce"), and the transcript split the same way
-  (:func:`spoken_words`).
+* the sentences Whisper's decoder is kept to (:mod:`assistant.speech_in.constrained`):
+  built with ``spoken=True``, so number ranges are words too ("twelve ounce"), and Whisper's
+  free transcript is split the same way (:func:`spoken_words`).
 
 The templates become an automaton with empty steps, which is made deterministic and then
 minimal in one pass (acyclic: states with the same future merge). The coffee grammar is
@@ -254,7 +253,7 @@ class WordGraph:
     """States where a sentence may end."""
     order: tuple[int, ...]
     """Every state, each before the states its arcs lead to, in the order the templates built
-    them: alignment visits states in this order, so it breaks ties between equal costs."""
+    them, so anything that walks the graph in this order sees the same states first."""
 
     @property
     def size(self) -> int:
@@ -432,7 +431,7 @@ def _minimize(arcs: list[dict[str, int]], finals: set[int]) -> WordGraph:
     """Merge states with identical futures (exact for acyclic automata), drop dead ends.
 
     :attr:`WordGraph.order` follows the order the arcs were added in (each merged state
-    as its first state built), so alignment ties do not depend on the numbering.
+    as its first state built), so walks in order do not depend on the numbering.
     """
     built = _topological([state_arcs.values() for state_arcs in arcs])
     klass: dict[int, int] = {}
@@ -473,7 +472,7 @@ def build_graph(intents: Intents, names: Sequence[str], known: Callable[[str], b
 
     ``known`` says whether an engine can pronounce a word; arcs with other words are
     dropped (with whatever only they led to). ``spoken``: number ranges as their words,
-    templates with wildcards left out (what a free transcript can be aligned to); else
+    templates with wildcards left out (what Whisper can be kept to); else
     such lists are ``{name}`` placeholders.
     """
     nfa = _Nfa(budget=None)  # the sum of the templates, each held to MAX_STATES by IntentSet.load
